@@ -1,0 +1,241 @@
+"""ResNet and ResNet_vd (He et al. 2015; "Bag of Tricks" vd variant), PaddleClas layout.
+
+Parameter names, nesting and shapes follow PaddleClas's current ("legendary") ResNet, so its
+published ``ResNet50_pretrained.pdparams`` / ``ResNet50_vd_pretrained.pdparams`` load as-is:
+
+    stem.0.conv.weight, stem.0.bn.{weight,bias,_mean,_variance}     (vd: stem.0..stem.2)
+    blocks.<i>.conv0 / conv1 / [conv2] / [short] . conv|bn . ...
+    fc.weight [C, class_num], fc.bias
+
+Forward: stem -> max_pool -> blocks -> avg_pool -> flatten -> fc.  ``flatten`` is a real
+sublayer because retrieval configs cut the network there (``BackboneStopLayer: flatten``).
+"""
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from typing import Dict, List, Optional, Sequence
+
+import paddle
+import paddle.nn as nn
+from paddle.nn.initializer import Uniform
+
+from ...config.errors import ConfigError
+from ..registry import MODELS
+from .common import check_class_num, number_list, param_attr
+
+# depth -> (block type, blocks per stage)
+DEPTHS = {
+    18: ("basic", (2, 2, 2, 2)),
+    34: ("basic", (3, 4, 6, 3)),
+    50: ("bottleneck", (3, 4, 6, 3)),
+    101: ("bottleneck", (3, 4, 23, 3)),
+    152: ("bottleneck", (3, 8, 36, 3)),
+    200: ("bottleneck", (3, 12, 48, 3)),
+}
+STAGE_WIDTHS = (64, 128, 256, 512)  # bottleneck blocks output 4x these
+
+
+class ConvBNLayer(nn.Layer):
+    """Conv -> BN -> optional ReLU.  In vd mode a 2x2 average pool does the downsampling
+    instead of a strided 1x1 conv, so no input pixel is skipped."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                 act: Optional[str] = None, is_vd_mode: bool = False, lr_mult: float = 1.0):
+        super().__init__()
+        self.is_vd_mode = is_vd_mode
+        if is_vd_mode:
+            self.avg_pool = nn.AvgPool2D(kernel_size=2, stride=stride, padding="SAME", ceil_mode=True)
+        self.conv = nn.Conv2D(in_channels, out_channels, kernel_size, stride=1 if is_vd_mode else stride,
+                              padding=(kernel_size - 1) // 2, weight_attr=param_attr(lr_mult), bias_attr=False)
+        self.bn = nn.BatchNorm2D(out_channels, weight_attr=param_attr(lr_mult), bias_attr=param_attr(lr_mult))
+        self.relu = nn.ReLU() if act == "relu" else None
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        if self.is_vd_mode:
+            x = self.avg_pool(x)
+        x = self.bn(self.conv(x))
+        if self.relu is not None:
+            x = self.relu(x)
+        return x
+
+
+class BasicBlock(nn.Layer):
+    """Two 3x3 convs plus a residual (ResNet18/34)."""
+    expansion = 1
+
+    def __init__(self, in_channels: int, width: int, stride: int, projection: bool,
+                 vd_projection: bool, lr_mult: float = 1.0):
+        super().__init__()
+        self.conv0 = ConvBNLayer(in_channels, width, 3, stride=stride, act="relu", lr_mult=lr_mult)
+        self.conv1 = ConvBNLayer(width, width, 3, act=None, lr_mult=lr_mult)
+        self.short = _projection(in_channels, width, stride, vd_projection, lr_mult) if projection else None
+        self.relu = nn.ReLU()
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        identity = x if self.short is None else self.short(x)
+        return self.relu(self.conv1(self.conv0(x)) + identity)
+
+
+class BottleneckBlock(nn.Layer):
+    """1x1 reduce -> 3x3 (strided) -> 1x1 expand (x4), plus a residual (ResNet50+)."""
+    expansion = 4
+
+    def __init__(self, in_channels: int, width: int, stride: int, projection: bool,
+                 vd_projection: bool, lr_mult: float = 1.0):
+        super().__init__()
+        out_channels = width * self.expansion
+        self.conv0 = ConvBNLayer(in_channels, width, 1, act="relu", lr_mult=lr_mult)
+        self.conv1 = ConvBNLayer(width, width, 3, stride=stride, act="relu", lr_mult=lr_mult)
+        self.conv2 = ConvBNLayer(width, out_channels, 1, act=None, lr_mult=lr_mult)
+        self.short = _projection(in_channels, out_channels, stride, vd_projection, lr_mult) if projection else None
+        self.relu = nn.ReLU()
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        identity = x if self.short is None else self.short(x)
+        return self.relu(self.conv2(self.conv1(self.conv0(x))) + identity)
+
+
+def _projection(in_channels: int, out_channels: int, stride: int, vd: bool, lr_mult: float) -> ConvBNLayer:
+    """The 1x1 shortcut conv used when a block changes width or resolution."""
+    return ConvBNLayer(in_channels, out_channels, 1, stride=stride, is_vd_mode=vd, lr_mult=lr_mult)
+
+
+class ResNet(nn.Layer):
+    """ResNet backbone + classifier.  Subclasses fix ``depth`` and ``version`` ("vb" or "vd").
+
+    Args:
+        class_num: classifier width.
+        input_image_channel: channels of the input image.
+        lr_mult_list: 5 learning-rate multipliers: stem, stage1..stage4 (the fc keeps 1.0).
+        stride_list: 5 strides: stem conv, max_pool, stage2..stage4 first blocks (stage1 is 1).
+        stem_act: "relu" or None.
+        use_first_short_conv: PaddleClas gives stage1's first block a projection shortcut even
+            when shapes match; False gives the original ResNet identity there.
+        data_format: only "NCHW".
+    """
+    depth: int = 0
+    version: str = "vb"
+
+    def __init__(self, class_num: int = 1000, input_image_channel: int = 3,
+                 lr_mult_list: Optional[Sequence[float]] = None, stride_list: Optional[Sequence[int]] = None,
+                 stem_act: Optional[str] = "relu", use_first_short_conv: bool = True, data_format: str = "NCHW"):
+        super().__init__()
+        class_num = check_class_num(class_num)
+        lr_mults = number_list(lr_mult_list, 5, 1.0, "lr_mult_list")
+        strides = [int(s) for s in number_list(stride_list, 5, 2, "stride_list")]
+        _check_choices(stem_act, ("relu", None), "stem_act")
+        _check_choices(data_format, ("NCHW",), "data_format", "ppfreeze runs NCHW only; remove data_format")
+        block_type, depths = DEPTHS[self.depth]
+        block_cls = BasicBlock if block_type == "basic" else BottleneckBlock
+        is_vd = self.version == "vd"
+
+        # vd replaces the 7x7 stem with three 3x3 convs
+        stem_convs = [(input_image_channel, 32, 3, strides[0]), (32, 32, 3, 1), (32, 64, 3, 1)] if is_vd \
+            else [(input_image_channel, 64, 7, strides[0])]
+        self.stem = nn.Sequential(*[ConvBNLayer(i, o, k, stride=s, act=stem_act, lr_mult=lr_mults[0])
+                                    for i, o, k, s in stem_convs])
+        self.max_pool = nn.MaxPool2D(kernel_size=3, stride=strides[1], padding=1)
+
+        blocks: List[nn.Layer] = []
+        in_channels = 64
+        for stage, (num_blocks, width) in enumerate(zip(depths, STAGE_WIDTHS)):
+            for i in range(num_blocks):
+                first = i == 0
+                blocks.append(block_cls(
+                    in_channels, width,
+                    stride=strides[stage + 1] if first and stage > 0 else 1,
+                    projection=first and (stage > 0 or use_first_short_conv),
+                    # vd pools before the projection, except at the very first block (no downsampling there)
+                    vd_projection=is_vd and not (stage == 0 and first),
+                    lr_mult=lr_mults[stage + 1]))
+                in_channels = width * block_cls.expansion
+        self.blocks = nn.Sequential(*blocks)
+
+        self.avg_pool = nn.AdaptiveAvgPool2D(1)
+        self.flatten = nn.Flatten()
+        bound = 1.0 / math.sqrt(in_channels)
+        self.fc = nn.Linear(in_channels, class_num, weight_attr=param_attr(initializer=Uniform(-bound, bound)))
+
+        self.class_num = class_num
+        self.num_features = in_channels
+        self.stages = _stages(depths)
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        x = self.stem(x)
+        x = self.max_pool(x)
+        x = self.blocks(x)
+        x = self.avg_pool(x)
+        x = self.flatten(x)
+        return self.fc(x)
+
+
+def _stages(depths: Sequence[int]) -> Dict[str, List[str]]:
+    """stem, stage1..stage4 (their ``blocks.i``), head -- in forward order."""
+    stages: Dict[str, List[str]] = OrderedDict(stem=["stem", "max_pool"])
+    start = 0
+    for n, num_blocks in enumerate(depths, 1):
+        stages[f"stage{n}"] = [f"blocks.{i}" for i in range(start, start + num_blocks)]
+        start += num_blocks
+    stages["head"] = ["avg_pool", "flatten", "fc"]
+    return stages
+
+
+def _check_choices(value: object, choices: Sequence[object], key: str, hint: Optional[str] = None) -> None:
+    if value not in choices:
+        raise ConfigError(key, f"expected one of {list(choices)}, got {value!r}", hint)
+
+
+@MODELS.register
+class ResNet18(ResNet):
+    depth, version = 18, "vb"
+
+
+@MODELS.register
+class ResNet18_vd(ResNet):
+    depth, version = 18, "vd"
+
+
+@MODELS.register
+class ResNet34(ResNet):
+    depth, version = 34, "vb"
+
+
+@MODELS.register
+class ResNet34_vd(ResNet):
+    depth, version = 34, "vd"
+
+
+@MODELS.register
+class ResNet50(ResNet):
+    depth, version = 50, "vb"
+
+
+@MODELS.register
+class ResNet50_vd(ResNet):
+    depth, version = 50, "vd"
+
+
+@MODELS.register
+class ResNet101(ResNet):
+    depth, version = 101, "vb"
+
+
+@MODELS.register
+class ResNet101_vd(ResNet):
+    depth, version = 101, "vd"
+
+
+@MODELS.register
+class ResNet152(ResNet):
+    depth, version = 152, "vb"
+
+
+@MODELS.register
+class ResNet152_vd(ResNet):
+    depth, version = 152, "vd"
+
+
+@MODELS.register
+class ResNet200_vd(ResNet):
+    depth, version = 200, "vd"

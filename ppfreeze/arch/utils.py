@@ -1,0 +1,59 @@
+"""Model surgery and stage metadata helpers (no parameter is ever renamed).
+
+Forward order is the registration order of sublayers: every model in ``ppfreeze.arch``
+registers its children in the order ``forward`` runs them.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Mapping, Optional, Sequence
+
+import paddle.nn as nn
+
+from ..config.errors import ConfigError, did_you_mean
+
+
+def sublayer_names_in_order(model: nn.Layer) -> List[str]:
+    """Dotted names of all sublayers (``stem``, ``stem.0``, ``stem.0.conv``, ...), depth first."""
+    return [name for name, _ in model.named_sublayers()]
+
+
+def has_prefix(name: str, prefix: str) -> bool:
+    """True if ``name`` is ``prefix`` or lies inside it (``blocks.1`` does not contain ``blocks.10``)."""
+    return name == prefix or name.startswith(prefix + ".")
+
+
+def stage_of(stages: Mapping[str, Sequence[str]], name: str) -> Optional[str]:
+    """The stage whose sublayer prefixes contain the parameter/sublayer ``name``, or None."""
+    for stage, prefixes in stages.items():
+        if any(has_prefix(name, p) for p in prefixes):
+            return stage
+    return None
+
+
+def model_stages(model: nn.Layer, key: str = "Freeze") -> Dict[str, List[str]]:
+    """A model's declared ``stages`` metadata; a model without it is a ConfigError."""
+    stages = getattr(model, "stages", None)
+    if not stages:
+        raise ConfigError(key, f"model {type(model).__name__} declares no stages",
+                          "select layers by sublayer name or glob instead of a stage name")
+    return dict(stages)
+
+
+def stop_after(model: nn.Layer, layer_name: str, key: str = "Arch.BackboneStopLayer.name") -> None:
+    """Make ``layer_name`` the model's last computation: every sublayer that runs after it
+    (later siblings of it and of each of its ancestors) becomes ``nn.Identity``."""
+    names = sublayer_names_in_order(model)
+    if layer_name not in names:
+        raise ConfigError(key, f"model {type(model).__name__} has no sublayer '{layer_name}'",
+                          f"top-level sublayers: {', '.join(n for n, _ in model.named_children())}."
+                          f"{did_you_mean(layer_name, names)}")
+    parent = model
+    for child in layer_name.split("."):
+        _replace_children_after(parent, child)
+        parent = getattr(parent, child)
+
+
+def _replace_children_after(parent: nn.Layer, child: str) -> None:
+    children = [n for n, _ in parent.named_children()]
+    for later in children[children.index(child) + 1:]:
+        setattr(parent, later, nn.Identity())

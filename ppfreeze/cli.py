@@ -1,0 +1,52 @@
+"""Shared command-line handling for ``tools/*.py``: ``-c``, ``-o``, clean error exits.
+
+Kept free of paddle imports so ``Global.num_threads`` can be applied before paddle loads.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, Callable, Dict, List, Optional
+
+from .config import ConfigError, load_config
+
+EPILOG = """override examples:
+  -o Global.epochs=5 -o Global.device=cpu
+  -o Freeze.until=stage2 -o Optimizer.lr.learning_rate=0.01
+  -o DataLoader.Train.dataset.transform_ops.1.RandCropImage.size=32   (list items by index)
+  -o Global.pretrained_model=null                                      (YAML values: null, true, [1, 2])
+"""
+
+
+def build_parser(description: str) -> argparse.ArgumentParser:
+    """Parser with PaddleClas's ``-c config.yaml`` and repeatable ``-o Key.sub=value``."""
+    parser = argparse.ArgumentParser(description=description, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-c", "--config", required=True, help="path to the YAML config")
+    parser.add_argument("-o", "--override", action="append", default=[], metavar="Key.sub=value",
+                        help="override a config value (repeatable); the value is parsed as YAML")
+    return parser
+
+
+def run_tool(parser: argparse.ArgumentParser, job: Callable[[Dict[str, Any], argparse.Namespace], Any],
+             argv: Optional[List[str]] = None) -> int:
+    """Parse args, load the config, run ``job``; user mistakes exit 2 with one clear message."""
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config, args.override)
+        from .engine.runtime import configure_threads
+        configure_threads(config["Global"])
+        job(config, args)
+    except ConfigError as e:
+        print(f"ppfreeze: configuration error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ppfreeze: interrupted; the last complete checkpoint is kept", file=sys.stderr)
+        return 130
+    except Exception as e:  # known run-time failures get their message, not a traceback
+        from .engine.errors import user_facing_errors
+        if isinstance(e, user_facing_errors()):
+            print(f"ppfreeze: {type(e).__name__}: {e}", file=sys.stderr)
+            return 1
+        raise
+    return 0

@@ -1,0 +1,179 @@
+"""Load a YAML config with ``_BASE_`` inheritance and ``-o Key.sub=value`` overrides."""
+from __future__ import annotations
+
+import copy
+import os
+import re
+from typing import Any, Dict, List, Optional, Sequence
+
+import yaml
+
+from .errors import ConfigError, did_you_mean
+from .schema import validate_config
+
+BASE_KEY = "_BASE_"
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that reads ``1e-3`` as a float (YAML 1.1 wants ``1.0e-3``; users write both)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                   |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                   |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                   |[-+]?\.(?:inf|Inf|INF)
+                   |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
+def yaml_load(text_or_stream) -> Any:
+    """``yaml.safe_load`` with the float fix above."""
+    return yaml.load(text_or_stream, Loader=_Loader)
+DELETE_MARK = "_delete_"  # mmengine habit: ``_delete_: true`` replaces instead of merging
+
+
+def _read_yaml(path: str) -> Dict[str, Any]:
+    if not os.path.isfile(path):
+        raise ConfigError("", f"config file not found: {path}", "check the path given to -c / _BASE_")
+    with open(path, "r", encoding="utf-8") as f:
+        try:
+            data = yaml_load(f)
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else path
+            problem = getattr(e, "problem", None) or str(e)
+            raise ConfigError("", f"YAML syntax error in {where}: {problem}",
+                              "check indentation and that every 'key: value' has a space after ':'") from e
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError("", f"{path}: the top level must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def merge_dicts(base: Dict[str, Any], override: Dict[str, Any]) -> Dict[str, Any]:
+    """Recursively merge ``override`` into a copy of ``base`` (lists are replaced)."""
+    out = copy.deepcopy(base)
+    for k, v in override.items():
+        if isinstance(v, dict) and v.get(DELETE_MARK):
+            out[k] = {kk: vv for kk, vv in v.items() if kk != DELETE_MARK}
+        elif isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = merge_dicts(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _load_with_bases(path: str, chain: Sequence[str] = ()) -> Dict[str, Any]:
+    path = os.path.abspath(path)
+    if path in chain:
+        raise ConfigError(BASE_KEY, f"circular _BASE_ inheritance: {' -> '.join(list(chain) + [path])}")
+    data = _read_yaml(path)
+    bases = data.pop(BASE_KEY, None)
+    if bases is None:
+        return data
+    merged: Dict[str, Any] = {}
+    for base in [bases] if isinstance(bases, str) else bases:
+        base_path = base if os.path.isabs(base) else os.path.join(os.path.dirname(path), base)
+        if not os.path.isfile(base_path):
+            raise ConfigError(BASE_KEY, f"{path}: base config '{base}' not found (looked at {base_path})",
+                              "_BASE_ paths are relative to the file that names them")
+        merged = merge_dicts(merged, _load_with_bases(base_path, list(chain) + [path]))
+    return merge_dicts(merged, data)
+
+
+def parse_override(text: str) -> tuple:
+    """Split ``Key.sub.0.x=value`` into (['Key','sub','0','x'], parsed value).
+
+    The value is parsed as a YAML scalar or list (``null`` -> None, ``[1,2]`` -> list); only
+    the first '=' separates key from value, so values may contain '='.
+    """
+    if "=" not in text:
+        raise ConfigError("-o", f"override '{text}' has no '='", "write it as Key.sub=value, e.g. Global.epochs=5")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError("-o", f"override '{text}' has an empty key part", "write it as Key.sub=value")
+    try:
+        value = yaml_load(raw) if raw.strip() != "" else ""
+    except yaml.YAMLError:
+        value = raw  # not valid YAML: keep the raw string (e.g. a path with ': ')
+    return key.split("."), value
+
+
+def _set_path(cfg: Any, parts: List[str], value: Any, full_key: str) -> None:
+    node = cfg
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        parent = ".".join(parts[:i])
+        if isinstance(node, list):
+            if not part.lstrip("-").isdigit():
+                raise ConfigError(full_key, f"'{parent}' is a list; '{part}' is not an index",
+                                  f"use a number 0..{len(node) - 1}")
+            idx = int(part)
+            if not -len(node) <= idx < len(node):
+                raise ConfigError(full_key, f"index {idx} out of range for list '{parent}' of length {len(node)}")
+            if last:
+                node[idx] = value
+            else:
+                node = node[idx]
+            continue
+        if not isinstance(node, dict):
+            raise ConfigError(full_key, f"'{parent}' is a {type(node).__name__} ({node!r}), it has no key '{part}'")
+        if last:
+            node[part] = value
+        else:
+            if node.get(part) is None:  # new or empty (e.g. '- ToCHWImage:') -> a mapping
+                node[part] = {}
+            node = node[part]
+
+
+def apply_overrides(cfg: Dict[str, Any], overrides: Optional[Sequence[str]]) -> Dict[str, Any]:
+    """Apply ``-o`` overrides in order and return the config (modified in place)."""
+    for text in overrides or []:
+        parts, value = parse_override(text)
+        _set_path(cfg, parts, value, ".".join(parts))
+    return cfg
+
+
+def get_by_path(cfg: Dict[str, Any], path: str, default: Any = None) -> Any:
+    """Read ``A.b.0.c`` from a nested config, returning ``default`` when absent."""
+    node: Any = cfg
+    for part in path.split("."):
+        if isinstance(node, list) and part.lstrip("-").isdigit() and -len(node) <= int(part) < len(node):
+            node = node[int(part)]
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
+            return default
+    return node
+
+
+def load_config(path: str, overrides: Optional[Sequence[str]] = None, validate: bool = True) -> Dict[str, Any]:
+    """Load ``path`` (with its ``_BASE_`` chain), apply overrides and validate.
+
+    Raises:
+        ConfigError: for every user mistake, naming the key path and the fix.
+    """
+    cfg = _load_with_bases(path)
+    apply_overrides(cfg, overrides)
+    if validate:
+        validate_config(cfg, source=path)
+    return cfg
+
+
+def save_config(cfg: Dict[str, Any], path: str) -> None:
+    """Write the merged config as YAML (atomically)."""
+    from ..utils.io import atomic_write_text
+    atomic_write_text(path, yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
+
+
+def format_config(cfg: Dict[str, Any]) -> str:
+    """Pretty YAML text of the config for the start-of-run log."""
+    return yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True)
+
+
+__all__ = ["load_config", "apply_overrides", "parse_override", "merge_dicts", "save_config",
+           "get_by_path", "format_config", "did_you_mean"]

@@ -1,0 +1,73 @@
+"""Structural validation of a merged config (sections, Global keys, types).
+
+Component names and their keyword arguments are checked by the shared builder when the
+component is built (see ``ppfreeze.utils.builder``); this module checks the skeleton.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict, Tuple
+
+from .errors import ConfigError, did_you_mean
+
+logger = logging.getLogger("ppfreeze")
+
+SECTIONS = ("Global", "AMP", "Arch", "Loss", "Optimizer", "DataLoader", "Metric", "Infer", "EMA", "Freeze")
+# Sections PaddleClas configs may carry that only deploy tools read; accepted and ignored in training.
+PASSIVE_SECTIONS = ("IndexProcess", "RecPreProcess", "RecPostProcess", "PreProcess", "PostProcess", "DetPreProcess",
+                    "DetPostProcess", "Slim")
+
+_NUM = (int, float)
+_OPT_STR = (str, type(None))
+# key -> accepted types
+GLOBAL_KEYS: Dict[str, Tuple[type, ...]] = {
+    "checkpoints": _OPT_STR, "pretrained_model": _OPT_STR, "output_dir": (str,),
+    "device": (str,), "class_num": (int, type(None)), "save_interval": (int,), "eval_during_train": (bool,),
+    "eval_interval": (int,), "start_eval_epoch": (int,), "epochs": (int,), "print_batch_step": (int,),
+    "use_visualdl": (bool,), "image_shape": (list,), "save_inference_dir": (str,), "seed": (int, type(None)),
+    "eval_mode": (str,), "num_threads": (int, type(None)), "export_format": (str,), "to_static": (bool,),
+    "retrieval_feature_from": (str,), "feature_normalize": (bool,), "max_eval_steps": (int, type(None)),
+    "max_train_steps": (int, type(None)), "allow_missing_keys": (bool,),
+}
+# PaddleClas Global keys we accept but do not act on (a warning says so).
+IGNORED_GLOBAL_KEYS = ("use_dali", "re_ranking", "use_multilabel", "distributed", "pretrained", "infer_imgs",
+                       "update_freq", "save_inference_freq", "use_fp16", "platform")
+
+
+def _type_names(types: Tuple[type, ...]) -> str:
+    return " or ".join("null" if t is type(None) else t.__name__ for t in types)
+
+
+def validate_config(cfg: Dict[str, Any], source: str = "") -> None:
+    """Raise ConfigError for unknown sections, unknown Global keys and wrong types."""
+    where = f" in {source}" if source else ""
+    for section in cfg:
+        if section not in SECTIONS and section not in PASSIVE_SECTIONS:
+            raise ConfigError(section, f"unknown section{where}",
+                              f"known sections: {', '.join(SECTIONS)}.{did_you_mean(section, SECTIONS)}")
+    for section in ("Global", "Arch"):
+        if section not in cfg or not isinstance(cfg[section], dict):
+            raise ConfigError(section, f"missing or not a mapping{where}", f"every config needs a '{section}:' section")
+    glob = cfg["Global"]
+    for key, value in glob.items():
+        if key in IGNORED_GLOBAL_KEYS:
+            logger.warning("Global.%s is a PaddleClas key that ppfreeze ignores", key)
+            continue
+        if key not in GLOBAL_KEYS:
+            raise ConfigError(f"Global.{key}", f"unknown key{where}", did_you_mean(key, GLOBAL_KEYS).strip() or
+                              f"known keys: {', '.join(sorted(GLOBAL_KEYS))}")
+        types = GLOBAL_KEYS[key]
+        if isinstance(value, bool) and bool not in types:
+            ok = False
+        else:
+            ok = isinstance(value, types) or (float in types and isinstance(value, int))
+        if not ok:
+            raise ConfigError(f"Global.{key}", f"expected {_type_names(types)}, got {type(value).__name__} {value!r}")
+    device = glob.get("device", "auto")
+    if device not in ("cpu", "gpu", "auto") and not str(device).startswith("gpu:"):
+        raise ConfigError("Global.device", f"expected cpu, gpu or auto, got {device!r}")
+    if "image_shape" in glob and (len(glob["image_shape"]) != 3 or not all(isinstance(v, int) for v in glob["image_shape"])):
+        raise ConfigError("Global.image_shape", f"expected [C, H, W] integers, got {glob['image_shape']!r}")
+    for key in ("epochs", "save_interval", "eval_interval", "print_batch_step"):
+        if key in glob and glob[key] < 1:
+            raise ConfigError(f"Global.{key}", f"must be >= 1, got {glob[key]}")

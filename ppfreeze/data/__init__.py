@@ -1,0 +1,33 @@
+"""Data: datasets, preprocess ops, samplers, loaders, post-processing, the demo dataset.
+
+Importing this package does not import paddle: deploy tools use the preprocess ops and
+``Topk`` alone. The paddle-backed parts (datasets, samplers, ``build_dataloader``) load on
+first access.
+"""
+from importlib import import_module
+from typing import Any
+
+from .demo import DEMO_ROOT_NAME, ensure_demo_data, make_demo_dataset
+from .postprocess import Topk
+from .preprocess import create_operators, transform
+from .registry import BATCH_OPS, DATASETS, OPS, POSTPROCESS, SAMPLERS
+
+# name -> submodule, imported on first attribute access (PEP 562) because they import paddle.
+_PADDLE_BACKED = {
+    "build_dataloader": "loader",
+    "set_loader_epoch": "loader",
+    "EpochSeededDataset": "loader",
+    "ImageNetDataset": "dataset",
+    "BatchSampler": "sampler",
+    "DistributedBatchSampler": "sampler",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PADDLE_BACKED:
+        return getattr(import_module(f".{_PADDLE_BACKED[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["DEMO_ROOT_NAME", "ensure_demo_data", "make_demo_dataset", "Topk", "create_operators",
+           "transform", "BATCH_OPS", "DATASETS", "OPS", "POSTPROCESS", "SAMPLERS", *_PADDLE_BACKED]

@@ -1,0 +1,179 @@
+"""``build_dataloader``: the PaddleClas ``DataLoader.<mode>`` section -> ``paddle.io.DataLoader``.
+
+Reproducibility: the shuffle order comes from ``(seed, epoch)`` (see ``sampler.py``) and
+every sample's random augmentation from ``(seed, epoch, index)``: Python's ``random`` and
+numpy's global RNG are reseeded right before a sample is transformed, in whichever process
+or thread loads it. Batches therefore do not depend on ``num_workers`` or on how far other
+code advanced those RNGs. Call :func:`set_loader_epoch` before each epoch.
+"""
+from __future__ import annotations
+
+import random
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import cv2
+import numpy as np
+import paddle
+from paddle.io.dataloader.collate import default_collate_fn
+
+from ..config.errors import ConfigError, did_you_mean
+from . import dataset as _datasets  # noqa: F401  (registers the datasets)
+from .preprocess import nest_config_error
+from .registry import BATCH_OPS, DATASETS, SAMPLERS
+from .sampler import derive_seed
+
+_LOADER_DEFAULTS = {"num_workers": 0, "use_shared_memory": True}
+
+
+class EpochSeededDataset(paddle.io.Dataset):
+    """Wraps a dataset so each sample's augmentation is a pure function of ``(seed, epoch, index)``."""
+
+    def __init__(self, dataset: Any, seed: int = 0):
+        super().__init__()
+        self.dataset = dataset
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the augmentation draws of ``epoch``."""
+        self.epoch = int(epoch)
+
+    @property
+    def labels(self) -> List[int]:
+        """Labels of the wrapped dataset."""
+        return self.dataset.labels
+
+    @property
+    def class_num(self) -> int:
+        """Class count of the wrapped dataset."""
+        return self.dataset.class_num
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, idx: int) -> Any:
+        sample_seed = derive_seed(self.seed, self.epoch, idx)
+        random.seed(sample_seed)
+        np.random.seed(sample_seed)
+        return self.dataset[idx]
+
+
+class BatchTransformCollate:
+    """Apply PaddleClas batch ops (``dataset.batch_transform_ops``) to a list of samples, then stack."""
+
+    def __init__(self, batch_ops: Sequence[Callable]):
+        self.batch_ops = list(batch_ops)
+
+    def __call__(self, batch: List[Any]) -> Any:
+        for op in self.batch_ops:
+            batch = op(batch)
+        return default_collate_fn(batch)
+
+
+def build_dataloader(cfg: Dict[str, Any], mode: str, seed: int = 0,
+                     key: Optional[str] = None) -> paddle.io.DataLoader:
+    """Build the loader of ``cfg[mode]`` (``mode``: Train, Eval, or Query/Gallery of an Eval section).
+
+    Args:
+        cfg: the config's ``DataLoader`` section (or ``DataLoader.Eval`` for Query/Gallery).
+        mode: which sub-section to build.
+        seed: run seed; shuffling and augmentation derive from it.
+        key: config path of ``cfg`` for error messages (default "DataLoader").
+
+    The loader's ``dataset`` is an :class:`EpochSeededDataset`; use :func:`set_loader_epoch`.
+    """
+    key = key or "DataLoader"
+    section = _mode_section(cfg, mode, key)
+    mode_key = f"{key}.{mode}"
+    dataset_cfg = dict(_required(section, "dataset", mode_key))
+    batch_ops_cfg = dataset_cfg.pop("batch_transform_ops", None)
+    dataset = EpochSeededDataset(_build_dataset(dataset_cfg, f"{mode_key}.dataset"), seed)
+    sampler = _build_sampler(_required(section, "sampler", mode_key), f"{mode_key}.sampler", dataset, seed)
+    options = _loader_options(section.get("loader"), f"{mode_key}.loader")
+    batch_ops = _build_batch_ops(batch_ops_cfg, f"{mode_key}.dataset.batch_transform_ops")
+    return paddle.io.DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=options["num_workers"],
+        use_shared_memory=options["use_shared_memory"],
+        collate_fn=BatchTransformCollate(batch_ops) if batch_ops else None,
+        worker_init_fn=init_worker if options["num_workers"] > 0 else None,
+        return_list=True,
+    )
+
+
+def set_loader_epoch(loader: paddle.io.DataLoader, epoch: int) -> None:
+    """Make the next pass over ``loader`` use the shuffle order and augmentation of ``epoch``."""
+    loader.batch_sampler.set_epoch(epoch)
+    loader.dataset.set_epoch(epoch)
+
+
+def init_worker(worker_id: int) -> None:
+    """DataLoader worker start-up: one OpenCV thread per worker (workers already run in parallel)."""
+    cv2.setNumThreads(1)
+
+
+def _mode_section(cfg: Any, mode: str, key: str) -> Dict[str, Any]:
+    if not isinstance(cfg, dict):
+        raise ConfigError(key, f"expected a mapping with Train/Eval sections, got {type(cfg).__name__}")
+    section = cfg.get(mode)
+    if section is None:
+        present = [k for k, v in cfg.items() if isinstance(v, dict)]
+        raise ConfigError(f"{key}.{mode}", "section is missing",
+                          f"present: {', '.join(present) or 'none'}.{did_you_mean(mode, present)}")
+    if not isinstance(section, dict):
+        raise ConfigError(f"{key}.{mode}", f"expected a mapping with dataset/sampler/loader, got {section!r}")
+    return section
+
+
+def _required(section: Dict[str, Any], name: str, key: str) -> Any:
+    value = section.get(name)
+    if not isinstance(value, dict):
+        found = "nothing" if value is None else repr(value)
+        example = {"dataset": "{name: ImageNetDataset, image_root: ..., cls_label_path: ..., transform_ops: [...]}",
+                   "sampler": "{name: DistributedBatchSampler, batch_size: 64, shuffle: true, drop_last: false}"}
+        raise ConfigError(f"{key}.{name}", f"expected a mapping, found {found}", f"e.g. {example[name]}")
+    return value
+
+
+def _build_dataset(dataset_cfg: Dict[str, Any], key: str) -> Any:
+    try:
+        return DATASETS.build(dataset_cfg, key)
+    except ConfigError as e:
+        raise nest_config_error(e, key) from e.__cause__
+
+
+def _build_sampler(sampler_cfg: Dict[str, Any], key: str, dataset: Any, seed: int) -> Any:
+    # PaddleClas: a sampler section without a name means plain batching.
+    if "name" not in sampler_cfg and not (len(sampler_cfg) == 1 and next(iter(sampler_cfg)) in SAMPLERS):
+        sampler_cfg = {"name": "BatchSampler", **sampler_cfg}
+    try:
+        return SAMPLERS.build(sampler_cfg, key, dataset=dataset, seed=seed)
+    except ConfigError as e:
+        raise nest_config_error(e, key) from e.__cause__
+
+
+def _loader_options(loader_cfg: Optional[Dict[str, Any]], key: str) -> Dict[str, Any]:
+    loader_cfg = loader_cfg or {}
+    if not isinstance(loader_cfg, dict):
+        raise ConfigError(key, f"expected a mapping such as {{num_workers: 0, use_shared_memory: true}}, "
+                               f"got {loader_cfg!r}")
+    for name in loader_cfg:
+        if name not in _LOADER_DEFAULTS:
+            raise ConfigError(f"{key}.{name}", "unknown loader option",
+                              f"accepted: {', '.join(_LOADER_DEFAULTS)}.{did_you_mean(name, _LOADER_DEFAULTS)}")
+    options = {**_LOADER_DEFAULTS, **loader_cfg}
+    workers = options["num_workers"]
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise ConfigError(f"{key}.num_workers", f"expected an integer >= 0, got {workers!r}")
+    if not isinstance(options["use_shared_memory"], bool):
+        raise ConfigError(f"{key}.use_shared_memory", f"expected true or false, got {options['use_shared_memory']!r}")
+    return options
+
+
+def _build_batch_ops(op_cfgs: Optional[List[Any]], key: str) -> List[Callable]:
+    if not op_cfgs:
+        return []
+    if not isinstance(op_cfgs, list):
+        raise ConfigError(key, f"expected a list of batch ops, got {type(op_cfgs).__name__}")
+    return [BATCH_OPS.build(op_cfg, f"{key}[{i}]") for i, op_cfg in enumerate(op_cfgs)]

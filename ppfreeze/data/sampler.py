@@ -1,0 +1,133 @@
+"""Batch samplers whose shuffle order is a pure function of ``(seed, epoch)``.
+
+PaddleClas configs name ``DistributedBatchSampler`` (``batch_size``, ``shuffle``,
+``drop_last``); the dataset and the run's seed come from the loader, not the user.
+Paddle's own sampler seeds its shuffle with the epoch alone and advances the epoch after
+every pass; ours mixes in the run seed and honours ``set_epoch`` exactly.
+"""
+from __future__ import annotations
+
+from typing import Iterator, List, Sized
+
+import numpy as np
+import paddle
+
+from ..config.errors import ConfigError
+from .registry import SAMPLERS
+
+
+def derive_seed(*parts: int) -> int:
+    """A well-mixed 32-bit seed from integers such as ``(seed, epoch, index)``."""
+    words = [int(p) % (1 << 64) for p in parts]
+    return int(np.random.SeedSequence(words).generate_state(1)[0])
+
+
+def _check_batch_args(batch_size, shuffle, drop_last) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+        raise ConfigError("batch_size", f"expected a positive integer, got {batch_size!r}")
+    for key, value in (("shuffle", shuffle), ("drop_last", drop_last)):
+        if not isinstance(value, bool):
+            raise ConfigError(key, f"expected true or false, got {value!r}")
+
+
+@SAMPLERS.register
+class DistributedBatchSampler(paddle.io.DistributedBatchSampler):
+    """Shards the dataset over ranks (one rank when not distributed) and batches it.
+
+    Args:
+        dataset: the dataset (given by the loader).
+        batch_size: samples per batch on each rank.
+        shuffle: reshuffle every epoch from ``(seed, epoch)``.
+        drop_last: drop the last incomplete batch.
+        seed: the run's seed (given by the loader).
+        num_replicas, rank: override the distributed environment (tests, tools).
+    """
+
+    def __init__(self, dataset: Sized, batch_size: int, shuffle: bool = False, drop_last: bool = False,
+                 seed: int = 0, num_replicas: int = None, rank: int = None):
+        _check_batch_args(batch_size, shuffle, drop_last)
+        super().__init__(dataset, batch_size, num_replicas=num_replicas, rank=rank,
+                         shuffle=shuffle, drop_last=drop_last)
+        self.seed = int(seed)
+        self.current_epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next pass use the order of ``epoch``."""
+        self.current_epoch = int(epoch)
+
+    def __iter__(self) -> Iterator[List[int]]:
+        # Paddle's parent shuffles with RandomState(self.epoch); feed it our mixed seed.
+        self.epoch = derive_seed(self.seed, self.current_epoch)
+        yield from super().__iter__()
+        # Without set_epoch calls, consecutive passes still differ (as with Paddle's sampler).
+        self.current_epoch += 1
+
+
+@SAMPLERS.register
+class BatchSampler(DistributedBatchSampler):
+    """Single-process batching over the whole dataset (no sharding, no padding)."""
+
+    def __init__(self, dataset: Sized, batch_size: int, shuffle: bool = False, drop_last: bool = False,
+                 seed: int = 0):
+        super().__init__(dataset, batch_size, shuffle=shuffle, drop_last=drop_last, seed=seed,
+                         num_replicas=1, rank=0)
+
+
+@SAMPLERS.register
+class PKSampler(DistributedBatchSampler):
+    """Retrieval batches of P identities x K samples (``K = sample_per_id``, ``P = batch_size / K``).
+
+    Identities are drawn without replacement within a batch, with probability proportional
+    to their sample count (``sample_avg_prob``) or uniform (``id_avg_prob``); an identity with
+    fewer than K samples repeats some. Draws come from ``(seed, epoch, rank)``. An epoch
+    has as many batches as the dataset would give this rank with plain batching.
+
+    Args:
+        dataset: needs ``.labels`` (given by the loader).
+        batch_size: P * K.
+        sample_per_id: K, a divisor of batch_size.
+        shuffle, drop_last: accepted for PaddleClas configs; batches are always random and full.
+        sample_method: "sample_avg_prob" or "id_avg_prob".
+        seed: the run's seed (given by the loader).
+    """
+
+    def __init__(self, dataset: Sized, batch_size: int, sample_per_id: int, shuffle: bool = True,
+                 drop_last: bool = True, sample_method: str = "sample_avg_prob", seed: int = 0):
+        super().__init__(dataset, batch_size, shuffle=shuffle, drop_last=drop_last, seed=seed)
+        if isinstance(sample_per_id, bool) or not isinstance(sample_per_id, int) or sample_per_id <= 0 \
+                or batch_size % sample_per_id:
+            raise ConfigError("sample_per_id", f"expected a positive divisor of batch_size {batch_size}, "
+                                               f"got {sample_per_id!r}")
+        if not shuffle:
+            raise ConfigError("shuffle", "PKSampler always draws identities at random", "remove shuffle: false")
+        labels = np.asarray(dataset.labels)
+        self.ids, counts = np.unique(labels, return_counts=True)
+        self.ids_per_batch = batch_size // sample_per_id
+        if self.ids_per_batch > len(self.ids):
+            raise ConfigError("batch_size", f"{self.ids_per_batch} identities per batch (batch_size / "
+                                            f"sample_per_id) but the dataset has only {len(self.ids)}")
+        self.sample_per_id = sample_per_id
+        self.members = {label: np.flatnonzero(labels == label) for label in self.ids}
+        self.id_prob = self._identity_probabilities(sample_method, counts)
+
+    @staticmethod
+    def _identity_probabilities(method: str, counts: np.ndarray) -> np.ndarray:
+        if method == "sample_avg_prob":
+            return counts / counts.sum()
+        if method == "id_avg_prob":
+            return np.full(len(counts), 1.0 / len(counts))
+        raise ConfigError("sample_method", f"expected 'sample_avg_prob' or 'id_avg_prob', got {method!r}")
+
+    def __len__(self) -> int:
+        return max(1, self.num_samples // self.batch_size)
+
+    def __iter__(self) -> Iterator[List[int]]:
+        rng = np.random.RandomState(derive_seed(self.seed, self.current_epoch, self.local_rank))
+        for _ in range(len(self)):
+            batch: List[int] = []
+            for label in rng.choice(self.ids, size=self.ids_per_batch, replace=False, p=self.id_prob):
+                pool = self.members[label]
+                picks = rng.choice(pool, size=self.sample_per_id, replace=len(pool) < self.sample_per_id)
+                batch.extend(int(i) for i in picks)
+            yield batch
+        self.current_epoch += 1

@@ -1,0 +1,168 @@
+"""Features that hook into the training loop instead of sprawling inside it.
+
+Each callback sees the engine and may act at: train begin/end, epoch begin/end,
+right after ``backward()`` and after each step.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from typing import Any, Dict, List, Optional
+
+import paddle
+
+from .logger import format_eta
+
+logger = logging.getLogger("ppfreeze")
+
+
+class Callback:
+    """Base class: every hook is optional."""
+
+    def on_train_begin(self, engine) -> None: ...
+    def on_epoch_begin(self, engine, epoch: int) -> None: ...
+    def after_backward(self, engine) -> None: ...
+    def on_step_end(self, engine, step: Dict[str, Any]) -> None: ...
+    def on_epoch_end(self, engine, epoch: int, eval_metrics: Optional[Dict[str, float]]) -> None: ...
+    def on_train_end(self, engine) -> None: ...
+
+
+class CallbackList(Callback):
+    """Call a hook on every callback, in order."""
+
+    def __init__(self, callbacks: List[Callback]):
+        self.callbacks = callbacks
+
+    def _each(self, hook: str, *args) -> None:
+        for cb in self.callbacks:
+            getattr(cb, hook)(*args)
+
+    def on_train_begin(self, engine) -> None: self._each("on_train_begin", engine)
+    def on_epoch_begin(self, engine, epoch: int) -> None: self._each("on_epoch_begin", engine, epoch)
+    def after_backward(self, engine) -> None: self._each("after_backward", engine)
+    def on_step_end(self, engine, step) -> None: self._each("on_step_end", engine, step)
+    def on_epoch_end(self, engine, epoch: int, eval_metrics) -> None: self._each("on_epoch_end", engine, epoch, eval_metrics)
+    def on_train_end(self, engine) -> None: self._each("on_train_end", engine)
+
+
+class FreezeCallback(Callback):
+    """Applies the Freeze plan: schedule milestones, safe gradient clearing, the audit."""
+
+    def __init__(self, plan, audit):
+        self.plan = plan
+        self.audit = audit
+
+    def on_train_begin(self, engine) -> None:
+        self.audit.snapshot()
+
+    def on_epoch_begin(self, engine, epoch: int) -> None:
+        if epoch > engine.freeze_epoch and self.plan.milestone_at(epoch):
+            engine.apply_freeze(epoch, carry_optimizer_state=True)
+            logger.info("Freeze schedule: epoch %d milestone applied, optimizer rebuilt with %d parameters",
+                        epoch, len(self.plan.optimizer_parameters(engine.model)))
+            self.audit.snapshot()
+
+    def after_backward(self, engine) -> None:
+        self.plan.after_backward(engine.model)
+
+    def on_step_end(self, engine, step: Dict[str, Any]) -> None:
+        if self.audit.should_check(engine.global_step, epoch_end=False, train_end=False):
+            self.audit.check(f"epoch {step['epoch']} step {engine.global_step}")
+
+    def on_epoch_end(self, engine, epoch: int, eval_metrics) -> None:
+        if self.audit.should_check(engine.global_step, epoch_end=True, train_end=False):
+            self.audit.check(f"end of epoch {epoch}")
+
+    def on_train_end(self, engine) -> None:
+        self.audit.check("end of training")
+        summary = self.audit.summary()
+        logger.info(summary)
+        engine.freeze_summary = summary
+
+
+class LogCallback(Callback):
+    """PaddleClas-style progress lines with ips and ETA every ``print_batch_step`` iterations."""
+
+    def __init__(self, print_batch_step: int, epochs: int):
+        self.every = print_batch_step
+        self.epochs = epochs
+        self._window: Dict[str, List[float]] = {}
+        self._t0 = time.time()
+
+    def on_epoch_begin(self, engine, epoch: int) -> None:
+        self._window = {}
+
+    def on_step_end(self, engine, step: Dict[str, Any]) -> None:
+        for k, v in step["values"].items():
+            self._window.setdefault(k, []).append(v)
+        it, n_iter = step["iter"], step["iters_per_epoch"]
+        if it % self.every != 0 and it != n_iter - 1:
+            return
+        avg = {k: sum(v) / len(v) for k, v in self._window.items()}
+        self._window = {}
+        done = (step["epoch"] - 1) * n_iter + it + 1
+        total = self.epochs * n_iter
+        eta = avg["batch_cost"] * max(total - done, 0)
+        values = ", ".join(f"{k}: {v:.5f}" for k, v in avg.items() if k not in ("batch_cost", "reader_cost", "ips"))
+        logger.info("[Train][Epoch %d/%d][Iter: %d/%d]lr(%s): %.8f, %s, batch_cost: %.5fs, reader_cost: %.5fs, "
+                    "ips: %.5f samples/s, eta: %s", step["epoch"], self.epochs, it, n_iter,
+                    type(engine.lr_scheduler).__name__, engine.lr_scheduler.last_lr, values, avg["batch_cost"],
+                    avg["reader_cost"], avg["ips"], format_eta(eta))
+
+    def on_epoch_end(self, engine, epoch: int, eval_metrics) -> None:
+        if eval_metrics:
+            text = ", ".join(f"{k}: {v:.5f}" for k, v in eval_metrics.items())
+            logger.info("[Eval][Epoch %d][Avg]%s", epoch, text)
+            logger.info("[Eval][Epoch %d][best metric: %.5f (epoch %d)]", epoch, engine.best_metric, engine.best_epoch)
+
+
+class VisualDLCallback(Callback):
+    """Scalars (train losses/metrics/lr, eval metrics) and the freeze summary as text."""
+
+    def __init__(self, logdir: str):
+        from visualdl import LogWriter
+        os.makedirs(logdir, exist_ok=True)
+        self.writer = LogWriter(logdir=logdir)
+
+    def on_step_end(self, engine, step: Dict[str, Any]) -> None:
+        for k, v in step["values"].items():
+            if math.isfinite(v):
+                self.writer.add_scalar(tag=f"train/{k}", value=v, step=engine.global_step)
+        self.writer.add_scalar(tag="train/lr", value=engine.lr_scheduler.last_lr, step=engine.global_step)
+
+    def on_epoch_end(self, engine, epoch: int, eval_metrics) -> None:
+        for k, v in (eval_metrics or {}).items():
+            self.writer.add_scalar(tag=f"eval/{k}", value=v, step=epoch)
+        self.writer.flush()
+
+    def on_train_end(self, engine) -> None:
+        if getattr(engine, "freeze_summary", None):
+            self.writer.add_text(tag="freeze/audit", text_string=engine.freeze_summary, step=engine.global_step)
+        self.writer.close()
+
+
+class CheckpointCallback(Callback):
+    """``latest`` every epoch, ``epoch_N`` every ``save_interval``, ``best_model`` on improvement."""
+
+    def __init__(self, save_interval: int):
+        self.save_interval = save_interval
+
+    def on_epoch_end(self, engine, epoch: int, eval_metrics) -> None:
+        if not engine.is_main:
+            return
+        if eval_metrics and engine.update_best(epoch, eval_metrics):
+            engine.save("best_model", epoch)
+            logger.info("Saved best model (%s %.5f) to %s", engine.metric_key, engine.best_metric,
+                        os.path.join(engine.output_dir, "best_model"))
+        if epoch % self.save_interval == 0 or epoch == engine.epochs:
+            engine.save(f"epoch_{epoch}", epoch)
+        engine.save("latest", epoch)
+
+
+def values_of(losses: Dict[str, paddle.Tensor], metrics: Dict[str, float]) -> Dict[str, float]:
+    """Loss tensors and metric numbers as plain floats for logging."""
+    out = {k: float(v) for k, v in metrics.items()}
+    out.update({k: float(v) for k, v in losses.items()})
+    return out

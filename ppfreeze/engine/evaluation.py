@@ -1,0 +1,69 @@
+"""Evaluation loops: classification (loss + Top-k) and retrieval (Recall@k, mAP)."""
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict
+
+import paddle
+
+from ..config.errors import ConfigError
+
+logger = logging.getLogger("ppfreeze")
+
+EVAL_MODES = ("classification", "retrieval")
+
+
+def evaluate(engine, epoch: int = 0) -> Dict[str, float]:
+    """Run the evaluation selected by ``Global.eval_mode`` and log the averages."""
+    mode = engine.glob.get("eval_mode", "classification")
+    if mode not in EVAL_MODES:
+        raise ConfigError("Global.eval_mode", f"expected one of {EVAL_MODES}, got {mode!r}")
+    engine.model.eval()
+    try:
+        with paddle.no_grad():
+            if mode == "retrieval":
+                from ..retrieval.evaluation import eval_retrieval
+                return eval_retrieval(engine)
+            return eval_classification(engine)
+    finally:
+        engine.model.train()
+
+
+def _eval_loader(engine, mode: str = "Eval"):
+    from ..data import build_dataloader
+    cache = engine.__dict__.setdefault("_eval_loaders", {})
+    if mode not in cache:
+        cache[mode] = build_dataloader(engine.config["DataLoader"], mode, seed=engine.seed)
+    return cache[mode]
+
+
+def eval_classification(engine) -> Dict[str, float]:
+    """Average Loss.Eval and Metric.Eval over ``DataLoader.Eval`` (weighted by batch size)."""
+    from ..loss import build_loss
+    from ..metric import build_metrics
+    cfg = engine.config
+    if "Eval" not in cfg.get("DataLoader", {}):
+        raise ConfigError("DataLoader.Eval", "missing", "evaluation needs a DataLoader.Eval section")
+    metric_cfg = (cfg.get("Metric") or {}).get("Eval")
+    if not metric_cfg:
+        raise ConfigError("Metric.Eval", "missing", "add e.g. Metric: {Eval: [{TopkAcc: {topk: [1, 5]}}]}")
+    loss_fn = build_loss((cfg.get("Loss") or {}).get("Eval"), "Loss.Eval", required=False)
+    metric_fn = build_metrics(metric_cfg, "Metric.Eval")
+    sums: Dict[str, float] = {}
+    count = 0
+    max_steps = engine.glob.get("max_eval_steps")
+    for it, batch in enumerate(_eval_loader(engine)):
+        if max_steps and it >= max_steps:
+            break
+        images, labels = batch[0], batch[1]
+        out = engine.model(images)
+        n = images.shape[0]
+        values = dict(metric_fn(out, labels))
+        if loss_fn is not None:
+            values.update({k: float(v) for k, v in loss_fn(out, labels).items()})
+        for k, v in values.items():
+            sums[k] = sums.get(k, 0.0) + float(v) * n
+        count += n
+    if count == 0:
+        raise ConfigError("DataLoader.Eval.dataset", "the evaluation set is empty")
+    return {k: v / count for k, v in sums.items()}

@@ -1,0 +1,248 @@
+"""Parse and validate the ``Freeze`` config section into plain dataclasses.
+
+This module knows nothing about models or paddle: it checks the shape and the values of
+what the user wrote.  Whether a pattern matches anything in the model is checked later,
+when the plan is resolved against a real model (see ``plan.py``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
+
+from ..config.errors import ConfigError, did_you_mean
+from ..config.expr import to_number
+
+METHODS = ("auto", "cut", "stop_gradient", "lr_zero", "clear_grad")
+BN_POLICIES = ("frozen", "freeze_stats", "freeze_affine", "train")
+VERIFY_MODES = ("never", "end", "epoch")
+CACHE_FEATURES = ("auto", True, False)
+
+TOP_KEYS = ("until", "stages", "method", "bn", "rules", "lr_mult", "layer_decay", "schedule", "strict",
+            "verify", "allow_random_frozen", "cache_features")
+RULE_KEYS = ("select", "exclude", "types", "method", "bn", "lr_mult")
+MILESTONE_KEYS = ("epoch", "unfreeze", "lr_mult", "bn")
+
+
+@dataclass(frozen=True)
+class RuleSpec:
+    """One freezing rule: which parameters/sublayers, how to freeze them, which BN policy.
+
+    ``key`` is the config path reported in errors (``Freeze.rules.1`` or ``Freeze.until``).
+    ``lr_mult`` applies to the parameters the rule matches that stay trainable (BN affine
+    parameters under ``bn: freeze_stats`` or ``bn: train``).
+    """
+    key: str
+    select: Tuple[str, ...]
+    exclude: Tuple[str, ...] = ()
+    types: Tuple[str, ...] = ()
+    method: str = "auto"
+    bn: str = "frozen"
+    lr_mult: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class MilestoneSpec:
+    """Gradual unfreezing: at the start of (1-based) ``epoch`` unfreeze ``unfreeze``."""
+    key: str
+    epoch: int
+    unfreeze: Tuple[str, ...]
+    lr_mult: float = 1.0
+    bn: Optional[str] = None  # BN policy for unfrozen BN layers; None means "train"
+
+
+@dataclass(frozen=True)
+class FreezeSpec:
+    """The validated ``Freeze`` section (shortcuts not yet expanded: that needs the model)."""
+    key: str = "Freeze"
+    until: Optional[str] = None
+    stages: Optional[int] = None
+    method: str = "auto"
+    bn: str = "frozen"
+    rules: Tuple[RuleSpec, ...] = ()
+    lr_mult: Tuple[Tuple[str, float], ...] = ()
+    layer_decay: Optional[float] = None
+    schedule: Tuple[MilestoneSpec, ...] = ()
+    strict: bool = True
+    verify: Union[str, int] = "epoch"
+    allow_random_frozen: bool = False
+    cache_features: Union[str, bool] = "auto"
+
+    @property
+    def is_empty(self) -> bool:
+        """True when the section freezes nothing and changes no learning rate."""
+        return (self.until is None and self.stages is None and not self.rules and not self.lr_mult
+                and self.layer_decay is None and not self.schedule)
+
+
+def parse_freeze_spec(cfg: Optional[Dict[str, Any]], key: str = "Freeze") -> FreezeSpec:
+    """Validate a ``Freeze`` mapping (or None) and return a :class:`FreezeSpec`.
+
+    Every mistake raises :class:`ConfigError` naming the key path, the value found and the fix.
+    """
+    if cfg is None:
+        return FreezeSpec(key=key)
+    if not isinstance(cfg, dict):
+        raise ConfigError(key, f"expected a mapping, got {type(cfg).__name__} {cfg!r}",
+                          "write e.g. 'Freeze: {until: stage2}' or leave the section out")
+    _check_keys(cfg, TOP_KEYS, key)
+    method = _choice(cfg.get("method", "auto"), METHODS, f"{key}.method")
+    bn = _choice(cfg.get("bn", "frozen"), BN_POLICIES, f"{key}.bn")
+    until = cfg.get("until")
+    stages = cfg.get("stages")
+    if until is not None and stages is not None:
+        raise ConfigError(f"{key}.until", f"both until ({until!r}) and stages ({stages!r}) are set",
+                          "use one of them; both describe the same frozen prefix")
+    if until is not None and (not isinstance(until, str) or not until):
+        raise ConfigError(f"{key}.until", f"expected a stage or sublayer name, got {until!r}",
+                          "e.g. until: stage2 or until: blocks.6")
+    if stages is not None and (isinstance(stages, bool) or not isinstance(stages, int) or stages < 0):
+        raise ConfigError(f"{key}.stages", f"expected an integer >= 0, got {stages!r}",
+                          "stages: N freezes the stem and the first N stages")
+    return FreezeSpec(
+        key=key, until=until, stages=stages, method=method, bn=bn,
+        rules=_parse_rules(cfg.get("rules"), f"{key}.rules", method, bn),
+        lr_mult=_parse_lr_mult(cfg.get("lr_mult"), f"{key}.lr_mult"),
+        layer_decay=_parse_layer_decay(cfg.get("layer_decay"), f"{key}.layer_decay"),
+        schedule=_parse_schedule(cfg.get("schedule"), f"{key}.schedule"),
+        strict=_bool(cfg.get("strict", True), f"{key}.strict"),
+        verify=_parse_verify(cfg.get("verify", "epoch"), f"{key}.verify"),
+        allow_random_frozen=_bool(cfg.get("allow_random_frozen", False), f"{key}.allow_random_frozen"),
+        cache_features=_parse_cache_features(cfg.get("cache_features", "auto"), f"{key}.cache_features"),
+    )
+
+
+def _check_keys(cfg: Dict[str, Any], known: Sequence[str], key: str) -> None:
+    for k in cfg:
+        if k not in known:
+            raise ConfigError(f"{key}.{k}", "unknown key",
+                              f"known keys: {', '.join(known)}.{did_you_mean(str(k), known)}")
+
+
+def _choice(value: Any, choices: Sequence[Any], key: str) -> Any:
+    if not isinstance(value, str) or value not in choices:
+        raise ConfigError(key, f"got {value!r}, expected one of {', '.join(map(str, choices))}",
+                          did_you_mean(str(value), [str(c) for c in choices]).strip() or None)
+    return value
+
+
+def _bool(value: Any, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(key, f"expected true or false, got {value!r}")
+    return value
+
+
+def _patterns(value: Any, key: str, required: bool = True) -> Tuple[str, ...]:
+    """A glob or a list of globs -> tuple of non-empty strings."""
+    if value is None:
+        if required:
+            raise ConfigError(key, "missing", "give a glob or a list of globs, e.g. [\"stem.*\", \"blocks.0\"]")
+        return ()
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or (required and not items):
+        raise ConfigError(key, f"expected a glob or a non-empty list of globs, got {value!r}",
+                          "e.g. [\"stem.*\", \"stage1\"]")
+    for i, item in enumerate(items):
+        if not isinstance(item, str) or not item:
+            raise ConfigError(f"{key}.{i}", f"expected a non-empty string, got {item!r}")
+    return tuple(items)
+
+
+def _mult(value: Any, key: str) -> float:
+    number = float(to_number(value, key))
+    if number < 0:
+        raise ConfigError(key, f"a learning-rate multiplier must be >= 0, got {number}")
+    return number
+
+
+def _parse_rules(value: Any, key: str, method: str, bn: str) -> Tuple[RuleSpec, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ConfigError(key, f"expected a list of rules, got {type(value).__name__}",
+                          "write each rule as '- select: [...]'")
+    return tuple(_parse_rule(rule, f"{key}.{i}", method, bn) for i, rule in enumerate(value))
+
+
+def _parse_rule(rule: Any, key: str, method: str, bn: str) -> RuleSpec:
+    if not isinstance(rule, dict):
+        raise ConfigError(key, f"expected a mapping with 'select', got {rule!r}")
+    _check_keys(rule, RULE_KEYS, key)
+    types = _patterns(rule.get("types"), f"{key}.types", required=False)
+    select = _patterns(rule.get("select"), f"{key}.select", required=not types) or ("*",)
+    return RuleSpec(
+        key=key, select=select,
+        exclude=_patterns(rule.get("exclude"), f"{key}.exclude", required=False),
+        types=types,
+        method=_choice(rule.get("method", method), METHODS, f"{key}.method"),
+        bn=_choice(rule.get("bn", bn), BN_POLICIES, f"{key}.bn"),
+        lr_mult=None if rule.get("lr_mult") is None else _mult(rule["lr_mult"], f"{key}.lr_mult"),
+    )
+
+
+def _parse_lr_mult(value: Any, key: str) -> Tuple[Tuple[str, float], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, dict):
+        raise ConfigError(key, f"expected a mapping pattern -> multiplier, got {value!r}",
+                          "e.g. lr_mult: {\"blocks.*\": 0.1}")
+    return tuple((str(p), _mult(m, f"{key}.{p}")) for p, m in value.items())
+
+
+def _parse_layer_decay(value: Any, key: str) -> Optional[float]:
+    if value is None:
+        return None
+    number = float(to_number(value, key))
+    if not 0.0 < number <= 1.0:
+        raise ConfigError(key, f"expected a number in (0, 1], got {number}", "typical values are 0.65-0.9")
+    return number
+
+
+def _parse_schedule(value: Any, key: str) -> Tuple[MilestoneSpec, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ConfigError(key, f"expected a list of milestones, got {type(value).__name__}",
+                          "e.g. schedule: [{epoch: 3, unfreeze: [stage4], lr_mult: 0.1}]")
+    milestones = [_parse_milestone(m, f"{key}.{i}") for i, m in enumerate(value)]
+    seen: Dict[int, str] = {}
+    for m in milestones:
+        if m.epoch in seen:
+            raise ConfigError(f"{m.key}.epoch", f"epoch {m.epoch} already has a milestone ({seen[m.epoch]})",
+                              "merge their unfreeze lists into one milestone")
+        seen[m.epoch] = m.key
+    return tuple(sorted(milestones, key=lambda m: m.epoch))
+
+
+def _parse_milestone(m: Any, key: str) -> MilestoneSpec:
+    if not isinstance(m, dict):
+        raise ConfigError(key, f"expected a mapping with epoch and unfreeze, got {m!r}")
+    _check_keys(m, MILESTONE_KEYS, key)
+    epoch = m.get("epoch")
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1:
+        raise ConfigError(f"{key}.epoch", f"expected an epoch number >= 1 (epochs are 1-based), got {epoch!r}")
+    bn = m.get("bn")
+    return MilestoneSpec(
+        key=key, epoch=epoch,
+        unfreeze=_patterns(m.get("unfreeze"), f"{key}.unfreeze"),
+        lr_mult=_mult(m.get("lr_mult", 1.0), f"{key}.lr_mult"),
+        bn=None if bn is None else _choice(bn, BN_POLICIES, f"{key}.bn"),
+    )
+
+
+def _parse_verify(value: Any, key: str) -> Union[str, int]:
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 1:
+            raise ConfigError(key, f"a step interval must be >= 1, got {value}")
+        return value
+    if value not in VERIFY_MODES:
+        raise ConfigError(key, f"got {value!r}, expected never, end, epoch or a number of steps",
+                          did_you_mean(str(value), VERIFY_MODES).strip() or None)
+    return value
+
+
+def _parse_cache_features(value: Any, key: str) -> Union[str, bool]:
+    if value not in CACHE_FEATURES or (isinstance(value, int) and not isinstance(value, bool)):
+        raise ConfigError(key, f"got {value!r}, expected auto, true or false")
+    return value

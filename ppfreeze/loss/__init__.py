@@ -1,0 +1,6 @@
+"""Losses: registry, CELoss and the PaddleClas-style weighted combination."""
+from .registry import LOSSES
+from .celoss import CELoss, logits_of
+from .combined import CombinedLoss, build_loss
+
+__all__ = ["LOSSES", "CELoss", "CombinedLoss", "build_loss", "logits_of"]

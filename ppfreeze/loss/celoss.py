@@ -1,0 +1,73 @@
+"""Cross-entropy loss with optional label smoothing (PaddleClas ``CELoss``)."""
+from __future__ import annotations
+
+from typing import Dict, Optional, Union
+
+import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
+
+from .registry import LOSSES
+
+ModelOutput = Union[paddle.Tensor, Dict[str, paddle.Tensor]]
+
+
+def logits_of(output: ModelOutput) -> paddle.Tensor:
+    """Return the logits of a model output: the tensor itself or ``output["logits"]``."""
+    if isinstance(output, dict):
+        if "logits" not in output:
+            raise KeyError(f"the model returned a dict without 'logits' (keys: {sorted(output)}); "
+                           "a classification loss or metric needs the logits")
+        return output["logits"]
+    return output
+
+
+@LOSSES.register
+class CELoss(nn.Layer):
+    """Mean cross entropy between logits ``[N, C]`` and labels.
+
+    Labels are class ids (int, ``[N]`` or ``[N, 1]``) or soft targets (float ``[N, C]``,
+    e.g. from mixup).  ``epsilon`` in (0, 1) smooths the target towards uniform:
+    ``(1 - epsilon) * target + epsilon / C``.  ``None`` or 0 means no smoothing.
+    """
+
+    def __init__(self, epsilon: Optional[float] = None):
+        super().__init__()
+        self.epsilon = _checked_epsilon(epsilon)
+
+    def forward(self, output: ModelOutput, label: paddle.Tensor) -> paddle.Tensor:
+        logits = logits_of(output)
+        num_classes = logits.shape[-1]
+        if self.epsilon is None and not _is_soft(label, num_classes):
+            return F.cross_entropy(logits, _as_column(label)).mean()
+        target = _soft_target(label, num_classes)
+        if self.epsilon is not None:
+            target = F.label_smooth(target, epsilon=self.epsilon)
+        return -(F.log_softmax(logits, axis=-1) * target).sum(axis=-1).mean()
+
+
+def _checked_epsilon(epsilon: Optional[float]) -> Optional[float]:
+    if epsilon is None:
+        return None
+    # A plain ValueError: the registry turns it into a ConfigError naming the full key path.
+    value = float(epsilon)
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"label smoothing epsilon must be in [0, 1), got {value}; "
+                         "use e.g. 0.1, or remove the key for plain cross entropy")
+    return value if value > 0.0 else None
+
+
+def _is_soft(label: paddle.Tensor, num_classes: int) -> bool:
+    # [N, C] float targets come from mixup/cutmix; [N, 1] int ids are hard labels.
+    return label.ndim == 2 and label.shape[-1] == num_classes and num_classes > 1 \
+        and label.dtype in (paddle.float16, paddle.bfloat16, paddle.float32, paddle.float64)
+
+
+def _as_column(label: paddle.Tensor) -> paddle.Tensor:
+    return label.reshape([-1, 1]).astype("int64")
+
+
+def _soft_target(label: paddle.Tensor, num_classes: int) -> paddle.Tensor:
+    if _is_soft(label, num_classes):
+        return label.astype("float32")
+    return F.one_hot(label.reshape([-1]).astype("int64"), num_classes)

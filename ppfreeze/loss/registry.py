@@ -1,0 +1,4 @@
+"""Loss registry (``Loss.Train`` / ``Loss.Eval`` entries)."""
+from ..utils.builder import Registry
+
+LOSSES = Registry("loss")

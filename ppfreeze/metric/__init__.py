@@ -1,0 +1,7 @@
+"""Metrics: registry, TopkAcc, the metric list and its epoch accumulator."""
+from .registry import METRICS
+from .topk import TopkAcc
+from .combined import CombinedMetric, MetricAccumulator, build_metrics
+
+__all__ = ["METRICS", "TopkAcc", "CombinedMetric", "MetricAccumulator", "build_metrics"]
+

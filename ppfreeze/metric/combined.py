@@ -1,0 +1,66 @@
+"""The metric list of ``Metric.Train`` / ``Metric.Eval`` and its epoch-level average."""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from ..config.errors import ConfigError
+from ..utils.builder import split_component
+from .registry import METRICS
+
+MetricFn = Callable[[Any, Any], Dict[str, float]]
+
+
+class CombinedMetric:
+    """Calls each metric on ``(output, label)`` and merges their ``{name: float}`` dicts."""
+
+    def __init__(self, named_metrics: List[Tuple[str, MetricFn]]):
+        self.named_metrics = list(named_metrics)
+
+    def __call__(self, output: Any, label: Any) -> Dict[str, float]:
+        result: Dict[str, float] = {}
+        for _, metric in self.named_metrics:
+            result.update(metric(output, label))
+        return result
+
+
+class MetricAccumulator:
+    """Average of per-batch metric values over an epoch, weighted by batch size."""
+
+    def __init__(self) -> None:
+        self._sums: Dict[str, float] = {}
+        self._counts: Dict[str, int] = {}
+
+    def update(self, values: Dict[str, float], batch_size: int) -> None:
+        """Add one batch's values (each a mean over ``batch_size`` samples)."""
+        for name, value in values.items():
+            self._sums[name] = self._sums.get(name, 0.0) + float(value) * batch_size
+            self._counts[name] = self._counts.get(name, 0) + batch_size
+
+    def average(self) -> Dict[str, float]:
+        """Return the sample-weighted mean of every metric seen since the last reset."""
+        return {name: self._sums[name] / self._counts[name]
+                for name in self._sums if self._counts[name] > 0}
+
+    def reset(self) -> None:
+        """Forget everything (call at the start of each epoch)."""
+        self._sums.clear()
+        self._counts.clear()
+
+
+def build_metrics(metric_cfgs: Optional[List[Any]], key: str) -> Optional[CombinedMetric]:
+    """Build the metrics of a PaddleClas list such as ``[{TopkAcc: {topk: [1, 5]}}]``.
+
+    Returns ``None`` when the list is empty or missing (metrics are optional).
+    """
+    if not metric_cfgs:
+        return None
+    if not isinstance(metric_cfgs, list):
+        raise ConfigError(key, f"expected a list of metrics, got {type(metric_cfgs).__name__} {metric_cfgs!r}",
+                          "write each metric as a list item: '- TopkAcc: {topk: [1, 5]}'")
+    named = []
+    for index, cfg in enumerate(metric_cfgs):
+        item_key = f"{key}.{index}"
+        name, kwargs = split_component(cfg, item_key)
+        METRICS.get(name, item_key)  # unknown names fail here, naming the list item
+        named.append((name, METRICS.build({name: kwargs}, f"{item_key}.{name}")))
+    return CombinedMetric(named)

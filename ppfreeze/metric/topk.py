@@ -1,0 +1,58 @@
+"""Top-k classification accuracy (PaddleClas ``TopkAcc``)."""
+from __future__ import annotations
+
+import logging
+from typing import Dict, List, Sequence, Union
+
+import paddle
+
+from ..loss.celoss import ModelOutput, logits_of
+from .registry import METRICS
+
+logger = logging.getLogger(__name__)
+
+
+@METRICS.register
+class TopkAcc:
+    """Fraction of samples whose label is among the ``k`` highest logits, for each ``k``.
+
+    Returns ``{"top1": float, "top5": float}`` for one batch.  A ``k`` larger than the
+    number of classes is computed as ``k = num_classes`` (always 1.0) with a one-time warning.
+    """
+
+    def __init__(self, topk: Union[int, Sequence[int]] = (1, 5)):
+        self.topk = _checked_topk(topk)
+        self._warned = False
+
+    def __call__(self, output: ModelOutput, label: paddle.Tensor) -> Dict[str, float]:
+        logits = logits_of(output)
+        num_classes = logits.shape[-1]
+        self._warn_if_clipped(num_classes)
+        ids = _class_ids(label, num_classes)
+        max_k = min(max(self.topk), num_classes)
+        top_ids = paddle.topk(logits, k=max_k, axis=-1)[1]
+        # Each row holds at most one hit, so the running sum says "hit within the first j".
+        hit_within = (top_ids == ids.unsqueeze(-1)).astype("float32").cumsum(axis=-1).mean(axis=0).numpy()
+        return {f"top{k}": float(hit_within[min(k, num_classes) - 1]) for k in self.topk}
+
+    def _warn_if_clipped(self, num_classes: int) -> None:
+        too_big = [k for k in self.topk if k > num_classes]
+        if too_big and not self._warned:
+            logger.warning("TopkAcc: k=%s exceeds the %d classes; computed with k=%d (always 1.0)",
+                           too_big, num_classes, num_classes)
+            self._warned = True
+
+
+def _checked_topk(topk: Union[int, Sequence[int]]) -> List[int]:
+    ks = [topk] if isinstance(topk, int) else list(topk)
+    if not ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in ks):
+        # A plain ValueError: the registry turns it into a ConfigError naming the key path.
+        raise ValueError(f"topk must be a positive integer or a list of them, got {topk!r}")
+    return ks
+
+
+def _class_ids(label: paddle.Tensor, num_classes: int) -> paddle.Tensor:
+    """Class ids ``[N]`` from ids ``[N]`` / ``[N, 1]`` or soft targets ``[N, C]`` (argmax)."""
+    if label.ndim == 2 and label.shape[-1] == num_classes and num_classes > 1:
+        return label.argmax(axis=-1).astype("int64")
+    return label.reshape([-1]).astype("int64")

@@ -1,0 +1,234 @@
+"""Learning-rate schedules of ``Optimizer.lr`` (PaddleClas names and keys).
+
+Every schedule is counted in scheduler steps.  With ``by_epoch: False`` (the PaddleClas
+default) the engine calls ``scheduler.step()`` after every iteration and epochs are turned
+into iterations with ``step_each_epoch``; with ``by_epoch: True`` it steps once per epoch.
+The returned scheduler carries that choice as ``scheduler.by_epoch``.
+
+``warmup_epoch`` wraps the schedule in a linear warmup from ``warmup_start_lr`` to the base
+rate.  As in PaddleClas, the wrapped schedule starts counting after the warmup, so decay
+epochs/milestones are measured from the end of the warmup.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence
+
+from paddle.optimizer import lr as paddle_lr
+
+from ..config.errors import ConfigError
+from ..config.expr import to_number
+from ..utils.builder import split_component
+from .registry import LR_SCHEDULERS
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Length of training, used to turn epochs into scheduler steps."""
+
+    epochs: int
+    step_each_epoch: int
+    key: str  # config path of the lr section, for error messages
+
+    def steps(self, n_epochs: float, by_epoch: bool) -> int:
+        """Scheduler steps covering ``n_epochs`` epochs."""
+        return int(round(n_epochs if by_epoch else n_epochs * self.step_each_epoch))
+
+
+class ConstantLR(paddle_lr.LRScheduler):
+    """A schedule that keeps ``learning_rate`` (Paddle has no constant LRScheduler)."""
+
+    def get_lr(self) -> float:
+        return self.base_lr
+
+
+# --------------------------------------------------------------------------- schedules
+
+@LR_SCHEDULERS.register
+def Constant(learning_rate: float, warmup_epoch: float = 0, warmup_start_lr: float = 0.0,
+             by_epoch: bool = False, *, timeline: Timeline) -> paddle_lr.LRScheduler:
+    """Fixed learning rate (after the optional warmup)."""
+    base = _rate(learning_rate, timeline, "learning_rate")
+    return _finish(ConstantLR(base), base, warmup_epoch, warmup_start_lr, by_epoch, timeline)
+
+
+@LR_SCHEDULERS.register
+def Cosine(learning_rate: float, eta_min: float = 0.0, warmup_epoch: float = 0,
+           warmup_start_lr: float = 0.0, by_epoch: bool = False, *,
+           timeline: Timeline) -> paddle_lr.LRScheduler:
+    """Cosine annealing from ``learning_rate`` to ``eta_min`` over the epochs after warmup."""
+    base = _rate(learning_rate, timeline, "learning_rate")
+    eta_min = _rate(eta_min, timeline, "eta_min")
+    if eta_min > base:
+        raise ConfigError(f"{timeline.key}.eta_min", f"eta_min {eta_min} is above learning_rate {base}")
+    warmup_epoch = _warmup_epochs(warmup_epoch, timeline)
+    t_max = timeline.steps(timeline.epochs - warmup_epoch, by_epoch)
+    schedule = (paddle_lr.CosineAnnealingDecay(base, T_max=t_max, eta_min=eta_min)
+                if t_max > 0 else ConstantLR(base))
+    return _finish(schedule, base, warmup_epoch, warmup_start_lr, by_epoch, timeline)
+
+
+@LR_SCHEDULERS.register
+def Linear(learning_rate: float, end_lr: float = 0.0, power: float = 1.0, cycle: bool = False,
+           warmup_epoch: float = 0, warmup_start_lr: float = 0.0, by_epoch: bool = False, *,
+           timeline: Timeline) -> paddle_lr.LRScheduler:
+    """Polynomial decay (linear for ``power: 1``) to ``end_lr`` over the epochs after warmup."""
+    base = _rate(learning_rate, timeline, "learning_rate")
+    end_lr = _rate(end_lr, timeline, "end_lr")
+    _positive(power, timeline, "power")
+    warmup_epoch = _warmup_epochs(warmup_epoch, timeline)
+    decay_steps = timeline.steps(timeline.epochs - warmup_epoch, by_epoch)
+    schedule = (paddle_lr.PolynomialDecay(base, decay_steps=decay_steps, end_lr=end_lr, power=power,
+                                          cycle=bool(cycle))
+                if decay_steps > 0 else ConstantLR(base))
+    return _finish(schedule, base, warmup_epoch, warmup_start_lr, by_epoch, timeline)
+
+
+@LR_SCHEDULERS.register
+def Step(learning_rate: float, step_size: float, gamma: float = 0.1, warmup_epoch: float = 0,
+         warmup_start_lr: float = 0.0, by_epoch: bool = False, *,
+         timeline: Timeline) -> paddle_lr.LRScheduler:
+    """Multiply the rate by ``gamma`` every ``step_size`` epochs."""
+    base = _rate(learning_rate, timeline, "learning_rate")
+    _positive(step_size, timeline, "step_size")
+    _decay_factor(gamma, timeline)
+    step_steps = max(1, timeline.steps(step_size, by_epoch))
+    schedule = paddle_lr.StepDecay(base, step_size=step_steps, gamma=gamma)
+    return _finish(schedule, base, warmup_epoch, warmup_start_lr, by_epoch, timeline)
+
+
+@LR_SCHEDULERS.register
+def MultiStepDecay(learning_rate: float, milestones: Sequence[float], gamma: float = 0.1,
+                   warmup_epoch: float = 0, warmup_start_lr: float = 0.0, by_epoch: bool = False, *,
+                   timeline: Timeline) -> paddle_lr.LRScheduler:
+    """Multiply the rate by ``gamma`` at each epoch in ``milestones``."""
+    base = _rate(learning_rate, timeline, "learning_rate")
+    _increasing(milestones, timeline, "milestones")
+    _decay_factor(gamma, timeline)
+    steps = [timeline.steps(m, by_epoch) for m in milestones]
+    schedule = paddle_lr.MultiStepDecay(base, milestones=steps, gamma=gamma)
+    return _finish(schedule, base, warmup_epoch, warmup_start_lr, by_epoch, timeline)
+
+
+@LR_SCHEDULERS.register
+def Piecewise(decay_epochs: Sequence[float], values: Sequence[float],
+              learning_rate: Optional[float] = None, warmup_epoch: float = 0,
+              warmup_start_lr: float = 0.0, by_epoch: bool = False, *,
+              timeline: Timeline) -> paddle_lr.LRScheduler:
+    """``values[i]`` until ``decay_epochs[i]``, then ``values[-1]``.
+
+    ``learning_rate`` is accepted for PaddleClas compatibility; ``values[0]`` is the base rate.
+    """
+    _increasing(decay_epochs, timeline, "decay_epochs")
+    if len(values) != len(decay_epochs) + 1:
+        raise ConfigError(f"{timeline.key}.values",
+                          f"needs one more entry than decay_epochs: got {len(values)} values for "
+                          f"{len(decay_epochs)} decay_epochs",
+                          "values[i] applies before decay_epochs[i], values[-1] after the last one")
+    rates = [_rate(v, timeline, f"values.{i}") for i, v in enumerate(values)]
+    if learning_rate is not None and learning_rate != rates[0]:
+        logger.warning("%s.learning_rate (%s) is ignored by Piecewise: values[0] (%s) is the base rate",
+                       timeline.key, learning_rate, rates[0])
+    boundaries = [timeline.steps(e, by_epoch) for e in decay_epochs]
+    schedule = paddle_lr.PiecewiseDecay(boundaries=boundaries, values=rates)
+    return _finish(schedule, rates[0], warmup_epoch, warmup_start_lr, by_epoch, timeline)
+
+
+# --------------------------------------------------------------------------- builder
+
+def build_lr_scheduler(lr_cfg: Any, epochs: int, step_each_epoch: int,
+                       key: str = "Optimizer.lr") -> paddle_lr.LRScheduler:
+    """Build the schedule of ``Optimizer.lr``.
+
+    Accepts ``{name: Cosine, learning_rate: 0.1, ...}``, the one-key form, a mapping without
+    ``name`` (a constant ``learning_rate``, as PaddleClas reads it) or a bare number.
+    """
+    timeline = _timeline(epochs, step_each_epoch, key)
+    if lr_cfg is None:
+        raise ConfigError(key, "no learning-rate section", "add e.g. 'lr: {name: Cosine, learning_rate: 0.1}'")
+    if isinstance(lr_cfg, (int, float, str)) and not isinstance(lr_cfg, bool):
+        lr_cfg = {"name": "Constant", "learning_rate": lr_cfg}
+    elif isinstance(lr_cfg, dict) and "name" not in lr_cfg and "learning_rate" in lr_cfg:
+        lr_cfg = {"name": "Constant", **lr_cfg}
+    name, kwargs = split_component(lr_cfg, key)
+    return LR_SCHEDULERS.build({name: _numbers(kwargs, key)}, key, timeline=timeline)
+
+
+def _timeline(epochs: int, step_each_epoch: int, key: str) -> Timeline:
+    if not isinstance(epochs, int) or epochs < 1:
+        raise ConfigError("Global.epochs", f"must be a positive integer, got {epochs!r}")
+    if not isinstance(step_each_epoch, int) or step_each_epoch < 1:
+        raise ConfigError(key, f"the train loader yields {step_each_epoch!r} batches per epoch",
+                          "the dataset may be smaller than batch_size with drop_last: True")
+    return Timeline(epochs, step_each_epoch, key)
+
+
+def _numbers(kwargs: Dict[str, Any], key: str) -> Dict[str, Any]:
+    """Turn YAML strings such as '1e-4' or '0.1/4' into numbers; every lr key is numeric."""
+    out: Dict[str, Any] = {}
+    for name, value in kwargs.items():
+        if name in ("by_epoch", "cycle"):
+            if not isinstance(value, bool):
+                raise ConfigError(f"{key}.{name}", f"expected true or false, got {value!r}")
+            out[name] = value
+        elif value is None:
+            out[name] = None
+        elif isinstance(value, (list, tuple)):
+            out[name] = [to_number(v, f"{key}.{name}.{i}") for i, v in enumerate(value)]
+        else:
+            out[name] = to_number(value, f"{key}.{name}")
+    return out
+
+
+# --------------------------------------------------------------------------- shared steps
+
+def _finish(schedule: paddle_lr.LRScheduler, base: float, warmup_epoch: float, warmup_start_lr: float,
+            by_epoch: bool, timeline: Timeline) -> paddle_lr.LRScheduler:
+    """Add the optional linear warmup and record ``by_epoch`` for the engine."""
+    warmup_steps = timeline.steps(_warmup_epochs(warmup_epoch, timeline), by_epoch)
+    if warmup_steps > 0:
+        start = _rate(warmup_start_lr, timeline, "warmup_start_lr")
+        if start >= base:
+            raise ConfigError(f"{timeline.key}.warmup_start_lr",
+                              f"warmup must rise: warmup_start_lr {start} is not below the base rate {base}",
+                              "lower warmup_start_lr or set warmup_epoch: 0")
+        schedule = paddle_lr.LinearWarmup(schedule, warmup_steps=warmup_steps, start_lr=start, end_lr=base)
+    schedule.by_epoch = bool(by_epoch)
+    return schedule
+
+
+def _warmup_epochs(warmup_epoch: float, timeline: Timeline) -> float:
+    if warmup_epoch < 0:
+        raise ConfigError(f"{timeline.key}.warmup_epoch", f"must be >= 0, got {warmup_epoch}")
+    if warmup_epoch > timeline.epochs:
+        logger.warning("%s.warmup_epoch (%s) exceeds Global.epochs (%s); warming up for %s epochs",
+                       timeline.key, warmup_epoch, timeline.epochs, timeline.epochs)
+        return timeline.epochs
+    return warmup_epoch
+
+
+def _rate(value: float, timeline: Timeline, name: str) -> float:
+    if value < 0 or math.isnan(value):
+        raise ConfigError(f"{timeline.key}.{name}", f"a learning rate must be >= 0, got {value}")
+    return float(value)
+
+
+def _positive(value: float, timeline: Timeline, name: str) -> None:
+    if not value > 0:
+        raise ConfigError(f"{timeline.key}.{name}", f"must be > 0, got {value}")
+
+
+def _decay_factor(gamma: float, timeline: Timeline) -> None:
+    if not 0 < gamma < 1:
+        raise ConfigError(f"{timeline.key}.gamma", f"must be in (0, 1), got {gamma}",
+                          "the rate is multiplied by gamma at each decay")
+
+
+def _increasing(epochs: List[float], timeline: Timeline, name: str) -> None:
+    if not isinstance(epochs, list) or not epochs or any(b <= a for a, b in zip(epochs, epochs[1:])) or epochs[0] < 0:
+        raise ConfigError(f"{timeline.key}.{name}",
+                          f"expected a non-empty, strictly increasing list of epochs >= 0, got {epochs}")

@@ -1,0 +1,89 @@
+"""One builder for every ``{name: X, **kwargs}`` component (PaddleClas style).
+
+A registry maps names to classes or factory functions.  ``build`` accepts both spellings
+PaddleClas uses -- ``{name: CELoss, epsilon: 0.1}`` and ``{CELoss: {epsilon: 0.1}}`` --
+checks the keyword arguments against the callable's signature and turns every mistake
+into a :class:`ConfigError` naming the key path and the known alternatives.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from ..config.errors import ConfigError, did_you_mean
+
+
+def split_component(cfg: Any, key: str) -> Tuple[str, Dict[str, Any]]:
+    """Return ``(name, kwargs)`` from either ``{name: X, ...}`` or ``{X: {...}}``."""
+    if isinstance(cfg, str):
+        return cfg, {}
+    if not isinstance(cfg, dict):
+        raise ConfigError(key, f"expected a mapping with a 'name' key, got {type(cfg).__name__} {cfg!r}")
+    if "name" in cfg:
+        kwargs = {k: v for k, v in cfg.items() if k != "name"}
+        return cfg["name"], kwargs
+    if len(cfg) == 1:
+        name, kwargs = next(iter(cfg.items()))
+        if kwargs is None:
+            kwargs = {}
+        if not isinstance(kwargs, dict):
+            raise ConfigError(f"{key}.{name}", f"expected a mapping of arguments, got {kwargs!r}")
+        return name, dict(kwargs)
+    raise ConfigError(key, f"expected a 'name' key naming the component, got keys {sorted(cfg)}")
+
+
+class Registry:
+    """Name -> callable table for one kind of component (ops, losses, models, ...)."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._items: Dict[str, Callable] = {}
+
+    def register(self, obj: Optional[Callable] = None, name: Optional[str] = None):
+        """Register ``obj`` (usable as a decorator, optionally with ``name=``)."""
+        def _add(o: Callable) -> Callable:
+            self._items[name or o.__name__] = o
+            return o
+        return _add(obj) if obj is not None else _add
+
+    def names(self) -> List[str]:
+        return sorted(self._items)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._items
+
+    def get(self, name: str, key: str = "") -> Callable:
+        """Look up ``name``; unknown names raise a ConfigError with a did-you-mean."""
+        if name not in self._items:
+            raise ConfigError(key, f"unknown {self.kind} '{name}'",
+                              f"known: {', '.join(self.names())}.{did_you_mean(name, self._items)}")
+        return self._items[name]
+
+    def build(self, cfg: Any, key: str = "", **extra: Any) -> Any:
+        """Build a component from its config; ``extra`` kwargs come from the engine, not the user."""
+        name, kwargs = split_component(cfg, key)
+        factory = self.get(name, f"{key}.name" if key else "name")
+        check_kwargs(factory, kwargs, f"{key}" if key else name, name)
+        try:
+            return factory(**kwargs, **extra)
+        except ConfigError:
+            raise
+        except (TypeError, ValueError) as e:  # bad value types surface here
+            raise ConfigError(key, f"cannot build {self.kind} '{name}' with {kwargs}: {e}") from e
+
+
+def check_kwargs(factory: Callable, kwargs: Dict[str, Any], key: str, name: str) -> None:
+    """Raise a ConfigError for keyword arguments the factory does not accept."""
+    target = factory.__init__ if inspect.isclass(factory) else factory
+    try:
+        sig = inspect.signature(target)
+    except (TypeError, ValueError):
+        return
+    params = sig.parameters
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return
+    accepted = [p for p in params if p not in ("self",)]
+    for k in kwargs:
+        if k not in params:
+            raise ConfigError(f"{key}.{k}", f"'{name}' has no argument '{k}'",
+                              f"accepted: {', '.join(accepted)}.{did_you_mean(k, accepted)}")

@@ -1,0 +1,143 @@
+"""End to end: train, resume bit-exactly, checkpoints, NaN guard, tools' exit codes."""
+import importlib.util
+import json
+import os
+
+import numpy as np
+import paddle
+import pytest
+
+from ppfreeze.config import ConfigError, load_config
+from ppfreeze.engine import Engine, TrainingDiverged
+from ppfreeze.engine import checkpoint as ckpt
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_tool(name):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "tools", f"{name}.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def params_of(prefix):
+    return {k: np.array(v) for k, v in paddle.load(prefix + ".pdparams").items()}
+
+
+def test_train_then_resume_is_bit_identical(make_config, tmp_path):
+    cfg, path = make_config(epochs=2, max_train_steps=3)
+    result = Engine(load_config(path), "train").train()
+    out = os.path.join(cfg["Global"]["output_dir"], "ResNet18")
+    for name in ("latest", "best_model", "epoch_1", "epoch_2"):
+        for suffix in (".pdparams", ".pdopt", ".pdstates"):
+            assert os.path.isfile(os.path.join(out, name + suffix)), name + suffix
+    assert os.path.isfile(os.path.join(out, "train.log"))
+    assert os.path.isfile(os.path.join(out, "config.yaml"))
+    assert result["metric_key"] == "top1"
+
+    resumed_dir = str(tmp_path / "resumed")
+    cfg2 = load_config(path, [f"Global.checkpoints={out}/epoch_1", f"Global.output_dir={resumed_dir}"])
+    engine = Engine(cfg2, "train")
+    engine.train()
+    straight, resumed = params_of(os.path.join(out, "epoch_2")), params_of(os.path.join(resumed_dir, "ResNet18", "epoch_2"))
+    assert straight.keys() == resumed.keys()
+    for k in straight:
+        assert np.array_equal(straight[k], resumed[k]), k
+    first = paddle.load(os.path.join(out, "epoch_1.pdparams"))
+    assert any(not np.array_equal(np.array(first[k]), straight[k]) for k in straight)  # it did train
+    states = paddle.load(os.path.join(resumed_dir, "ResNet18", "epoch_2.pdstates"))
+    assert states["global_step"] == 6 and states["epoch"] == 2
+    # the best metric survives the resume (PaddleClas resets it to 0)
+    assert engine.best_epoch >= 1 and engine.best_metric == max(engine.best_metric, result["best_metric"])
+
+
+def test_interrupted_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
+    model = paddle.nn.Linear(2, 2)
+    prefix = str(tmp_path / "latest")
+    ckpt.save_checkpoint(prefix, model.state_dict(), None, {"epoch": 1})
+    good = params_of(prefix)
+    real_save = paddle.save
+
+    def broken_save(obj, path, *a, **k):
+        real_save(obj, path, *a, **k)
+        with open(path, "r+b") as f:  # half-written file, then the "crash"
+            f.truncate(10)
+        raise OSError("disk full")
+
+    monkeypatch.setattr(paddle, "save", broken_save)
+    with paddle.no_grad():
+        model.weight.set_value(model.weight + 1)
+    with pytest.raises(OSError):
+        ckpt.save_checkpoint(prefix, model.state_dict(), None, {"epoch": 2})
+    monkeypatch.setattr(paddle, "save", real_save)
+    loaded = ckpt.load_checkpoint(prefix)
+    assert loaded["states"]["epoch"] == 1
+    assert all(np.array_equal(np.array(loaded["model"][k]), good[k]) for k in good)
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+
+
+def test_mismatched_checkpoint_files_are_refused(tmp_path):
+    model = paddle.nn.Linear(2, 2)
+    prefix = str(tmp_path / "latest")
+    ckpt.save_checkpoint(prefix, model.state_dict(), None, {"epoch": 1})
+    paddle.save(paddle.nn.Linear(2, 2).state_dict(), prefix + ".pdparams")  # e.g. crash between renames
+    with pytest.raises(ConfigError, match="incomplete or was modified"):
+        ckpt.load_checkpoint(prefix)
+
+
+def test_nan_loss_stops_with_a_message_and_keeps_checkpoints(make_config):
+    cfg, path = make_config(epochs=2, max_train_steps=3)
+    config = load_config(path, ["Optimizer.lr.learning_rate=1e30", "Optimizer.lr.warmup_epoch=0"])
+    with pytest.raises(TrainingDiverged, match="global step .*learning_rate"):
+        Engine(config, "train").train()
+
+
+def test_finetune_with_another_class_num(make_config, tmp_path):
+    from ppfreeze.arch import build_model
+    cfg, path = make_config(epochs=1, max_train_steps=1, eval_during_train=False)
+    source = str(tmp_path / "imagenet_like.pdparams")
+    paddle.save(build_model({"name": "ResNet18", "class_num": 20}).state_dict(), source)
+    engine = Engine(load_config(path, [f"Global.pretrained_model={source}"]), "train")
+    report = engine.pretrained_report
+    assert [m[0] for m in report.mismatched] == ["fc.weight", "fc.bias"]
+    assert not report.missing
+    engine.train()
+
+
+def test_labels_beyond_class_num_are_a_config_error(make_config):
+    cfg, path = make_config(epochs=1, max_train_steps=1)
+    with pytest.raises(ConfigError, match="class_num"):
+        Engine(load_config(path, ["Arch.class_num=5"]), "train").train()
+
+
+def test_tools_exit_codes_and_messages(make_config, capsys):
+    cfg, path = make_config(epochs=1, max_train_steps=1)
+    train = load_tool("train")
+    assert train.main(["-c", path, "-o", "Global.epoch=1"]) == 2
+    assert "Did you mean: epochs" in capsys.readouterr().err
+    assert train.main(["-c", path, "-o", "Arch.name=ResNet5"]) == 2
+    assert "unknown model 'ResNet5'" in capsys.readouterr().err
+    assert train.main(["-c", path, "--freeze-report"]) == 0
+    with pytest.raises(SystemExit) as e:
+        train.main(["--help"])
+    assert e.value.code == 0
+    assert "--freeze-report" in capsys.readouterr().out
+
+
+def test_eval_and_infer_tools(make_config, demo_root, capsys):
+    cfg, path = make_config(epochs=1, max_train_steps=2, eval_during_train=False)
+    assert load_tool("train").main(["-c", path]) == 0
+    best = os.path.join(cfg["Global"]["output_dir"], "ResNet18", "latest")
+    assert load_tool("eval").main(["-c", path]) == 2  # no weights given: refused
+    assert "pretrained_model" in capsys.readouterr().err
+    assert load_tool("eval").main(["-c", path, "-o", f"Global.pretrained_model={best}"]) == 0
+    img_dir = os.path.join(demo_root, "images")
+    infer_cfg = ["-o", f"Global.pretrained_model={best}", "-o", f"Infer.infer_imgs={img_dir}",
+                 "-o", "Infer.batch_size=4", "-o", "Infer.transforms=" + json.dumps([
+                     {"DecodeImage": {"to_rgb": True}}, {"ResizeImage": {"size": 32}},
+                     {"NormalizeImage": {"scale": 0.00392, "order": ""}}, {"ToCHWImage": None}]),
+                 "-o", "Infer.PostProcess={name: Topk, topk: 3, class_id_map_file: " +
+                 os.path.join(demo_root, "label_list.txt") + "}"]
+    assert load_tool("infer").main(["-c", path] + infer_cfg) == 0
+    assert "label_names" in capsys.readouterr().out
