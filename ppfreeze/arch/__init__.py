@@ -70,3 +70,6 @@ def _load_arch_pretrained(model: nn.Layer, pretrained: Any, key: str) -> Optiona
     report = load_pretrained(model, pretrained, key)
     logger.info("%s: %s", key, report.summary())
     return report
+
+
+from . import recmodel  # noqa: E402,F401  (registers RecModel and its gears; needs build_model above)

@@ -11,6 +11,7 @@ from .demo import DEMO_ROOT_NAME, ensure_demo_data, make_demo_dataset
 from .postprocess import Topk
 from .preprocess import create_operators, transform
 from .registry import BATCH_OPS, DATASETS, OPS, POSTPROCESS, SAMPLERS
+from . import pk_sampler  # noqa: F401  (registers PKSampler / DistributedRandomIdentitySampler; numpy only)
 
 # name -> submodule, imported on first attribute access (PEP 562) because they import paddle.
 _PADDLE_BACKED = {

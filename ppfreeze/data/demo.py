@@ -158,17 +158,20 @@ def _luma(bgr: np.ndarray) -> float:
 
 
 def _background(rng: np.random.Generator) -> np.ndarray:
-    """Solid, gradient or blotchy background, float32 BGR."""
+    """Solid, gradient or blotchy background, float32 BGR, muted so the object's colour stands out."""
     kind = rng.integers(3)
-    c1, c2 = rng.uniform(0, 255, size=(2, 3)).astype(np.float32)
     if kind == 0:
-        return np.broadcast_to(c1, (IMAGE_SIZE, IMAGE_SIZE, 3)).copy()
-    if kind == 1:
+        bg = np.broadcast_to(rng.uniform(0, 255, size=3).astype(np.float32), (IMAGE_SIZE, IMAGE_SIZE, 3)).copy()
+    elif kind == 1:
+        c1, c2 = rng.uniform(0, 255, size=(2, 3)).astype(np.float32)
         t = np.linspace(0, 1, IMAGE_SIZE, dtype=np.float32)
         ramp = t[None, :, None] if rng.integers(2) else t[:, None, None]
-        return c1 + (c2 - c1) * np.broadcast_to(ramp, (IMAGE_SIZE, IMAGE_SIZE, 1))
-    coarse = rng.uniform(0, 255, size=(4, 4, 3)).astype(np.float32)
-    return cv2.resize(coarse, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_CUBIC)
+        bg = c1 + (c2 - c1) * np.broadcast_to(ramp, (IMAGE_SIZE, IMAGE_SIZE, 1))
+    else:
+        coarse = rng.uniform(0, 255, size=(4, 4, 3)).astype(np.float32)
+        bg = cv2.resize(coarse, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_CUBIC)
+    grey = bg.mean(axis=2, keepdims=True)
+    return grey + (bg - grey) * rng.uniform(0.15, 0.6)
 
 
 def _class_colour(rng: np.random.Generator, class_id: int, background: np.ndarray) -> np.ndarray:
@@ -181,9 +184,9 @@ def _class_colour(rng: np.random.Generator, class_id: int, background: np.ndarra
     hue = (class_id * 15 + rng.normal(0, 10)) % 180  # OpenCV hue units: 0-180
     base = _luma(background.reshape(-1, 3).mean(axis=0))
     for _ in range(20):  # bounded: a draw this far from the background's brightness stays visible
-        hsv = np.array([[[hue, rng.uniform(110, 255), rng.uniform(50, 255)]]], np.float32)
+        hsv = np.array([[[hue, rng.uniform(140, 255), rng.uniform(90, 255)]]], np.float32)
         colour = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2BGR)[0, 0].astype(np.float32)
-        if abs(_luma(colour) - base) >= 55:
+        if abs(_luma(colour) - base) >= 45:
             break
     return colour
 
@@ -294,7 +297,7 @@ def make_demo_dataset(root: str, train_per_class: int = 60, val_per_class: int =
     if os.path.exists(root):
         if _is_same_demo(root, info):
             return _demo_paths(root)
-        raise ConfigError("", f"{root} exists but is not a demo dataset with these settings ({info})",
+        raise ConfigError("root", f"{root} exists but is not a demo dataset with these settings ({info})",
                           "remove it or choose another directory")
     parent = os.path.dirname(os.path.abspath(root))
     os.makedirs(parent, exist_ok=True)
@@ -334,8 +337,9 @@ def _path_values(node: Any):
     """Yield the string values of ``_PATH_KEYS`` anywhere in a config tree."""
     if isinstance(node, dict):
         for k, v in node.items():
-            if k in _PATH_KEYS and isinstance(v, str):
-                yield v
+            if k in _PATH_KEYS:
+                values = v if isinstance(v, list) else [v]  # infer_imgs may be a list
+                yield from (p for p in values if isinstance(p, str))
             else:
                 yield from _path_values(v)
     elif isinstance(node, list):

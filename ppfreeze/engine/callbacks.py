@@ -152,7 +152,7 @@ class CheckpointCallback(Callback):
     def on_epoch_end(self, engine, epoch: int, eval_metrics) -> None:
         if not engine.is_main:
             return
-        if eval_metrics and engine.update_best(epoch, eval_metrics):
+        if eval_metrics and engine.best_epoch == epoch:
             engine.save("best_model", epoch)
             logger.info("Saved best model (%s %.5f) to %s", engine.metric_key, engine.best_metric,
                         os.path.join(engine.output_dir, "best_model"))

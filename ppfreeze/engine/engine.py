@@ -195,7 +195,9 @@ class Engine:
             return None
         if epoch < g.get("start_eval_epoch", 0):
             return None
-        return self.eval(epoch)
+        metrics = self.eval(epoch)
+        self.update_best(epoch, metrics)
+        return metrics
 
     # ----------------------------------------------------------------- eval
     def eval(self, epoch: int = 0) -> Dict[str, float]:

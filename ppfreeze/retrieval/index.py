@@ -195,7 +195,8 @@ def _resolve_pq_nbits(n_train: int) -> int:
 
 
 def _default_nprobe(nlist: int) -> int:
-    return max(1, min(nlist, max(16, nlist // 16)))
+    """sqrt(nlist), at least 8: the usual speed/recall middle ground (all lists when few)."""
+    return min(nlist, max(8, int(np.sqrt(nlist))))
 
 
 def _divisors(n: int) -> List[int]:
@@ -238,7 +239,7 @@ class GalleryIndex:
             dist_type: ``IP`` (cosine on normalised features) | ``L2`` (squared distance).
             nlist: IVF clusters; default ``4*sqrt(n)``, capped at ``n // 39`` (with a warning).
             pq_m: IVFPQ sub-quantizers, a divisor of ``embedding_size`` (default: ``D/8``-ish).
-            nprobe: IVF clusters searched per query (default ``max(16, nlist // 16)``).
+            nprobe: IVF clusters searched per query (default ``max(8, sqrt(nlist))``).
             ef_search: HNSW search breadth (default 64).
         """
         method = INDEX_METHODS.get(index_method, "IndexProcess.index_method")

@@ -1,0 +1,113 @@
+"""Classify images with an exported model on paddle.inference (no training code involved).
+
+    python deploy/python/predict_cls.py -c deploy/configs/inference_cls.yaml \
+        -o Global.infer_imgs=img.jpg -o Global.inference_model_dir=./inference
+
+Preprocessing and Top-k post-processing come from the model's inference.yml unless the deploy
+config has PreProcess / PostProcess sections. Prints one line per image; Global.save_results
+writes them as JSON.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from typing import Any, Callable, Dict, List, Optional
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+
+from ppfreeze.cli import build_parser  # noqa: E402  (argparse only)
+from ppfreeze.config.errors import ConfigError  # noqa: E402
+from ppfreeze.data import transform  # noqa: E402
+from ppfreeze.utils.images import batched, list_images  # noqa: E402
+from ppfreeze.utils.io import atomic_write_json  # noqa: E402
+from utils import build_pipeline, load_deploy_config  # noqa: E402
+
+logger = logging.getLogger("ppfreeze.deploy")
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def build_predictor(glob: Dict[str, Any]):
+    """A :class:`predictor.Predictor` from the deploy ``Global`` section."""
+    from predictor import Predictor
+    return Predictor(glob["inference_model_dir"], use_gpu=glob["use_gpu"], gpu_mem=glob["gpu_mem"],
+                     gpu_id=glob["gpu_id"], enable_mkldnn=glob["enable_mkldnn"],
+                     cpu_num_threads=glob["cpu_num_threads"], use_fp16=glob["use_fp16"],
+                     use_tensorrt=glob["use_tensorrt"], use_onnx=glob["use_onnx"], ir_optim=glob["ir_optim"],
+                     max_batch_size=glob["batch_size"])
+
+
+def _format(result: Dict[str, Any]) -> str:
+    if "class_ids" not in result:
+        return f"{result['file_name']}:\toutput shape {np.shape(result['output'])}"
+    return (f"{result['file_name']}:\tclass id(s): {result['class_ids']}, score(s): {result['scores']}, "
+            f"label_name(s): {result['label_names']}")
+
+
+def predict(cfg: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """Run preprocess -> predictor -> post-process over ``Global.infer_imgs``; returns one dict per image."""
+    glob = cfg["Global"]
+    ops, post = build_pipeline(cfg, glob["inference_model_dir"])
+    predictor = build_predictor(glob)
+    logger.info("backend: %s", predictor.backend)
+    results: List[Dict[str, Any]] = []
+    timer = _Timer()
+    for paths in batched(list_images(glob["infer_imgs"], "Global.infer_imgs"), glob["batch_size"]):
+        batch = timer.time("preprocess", lambda: np.stack([transform(_read(p), ops) for p in paths]))
+        output = timer.time("inference", lambda: predictor.run(batch))
+        batch_results = timer.time("postprocess", lambda: _postprocess(post, output, paths))
+        for r in batch_results:
+            print(_format(r))
+        results.extend(batch_results)
+    if glob["enable_benchmark"]:
+        print(timer.summary(len(results)))
+    if glob.get("save_results"):
+        atomic_write_json(glob["save_results"], results)
+        logger.info("results saved to %s", glob["save_results"])
+    return results
+
+
+def _postprocess(post: Optional[Callable], output: np.ndarray, paths: List[str]) -> List[Dict[str, Any]]:
+    if post is not None:
+        return post(output, paths)
+    return [{"file_name": p, "output": o.tolist()} for p, o in zip(paths, output)]
+
+
+class _Timer:
+    """Accumulated seconds per stage, for ``Global.enable_benchmark``."""
+
+    def __init__(self):
+        self.seconds: Dict[str, float] = {}
+
+    def time(self, stage: str, fn: Callable[[], Any]) -> Any:
+        tic = time.perf_counter()
+        out = fn()
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - tic
+        return out
+
+    def summary(self, images: int) -> str:
+        per_image = ", ".join(f"{k} {1000 * v / max(images, 1):.2f} ms" for k, v in self.seconds.items())
+        return f"benchmark over {images} images, per image: {per_image}"
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser("Classify images with an exported model (paddle.inference).").parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(levelname)s: %(message)s")
+    try:
+        predict(load_deploy_config(args.config, args.override))
+    except ConfigError as e:
+        print(f"ppfreeze: configuration error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

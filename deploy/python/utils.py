@@ -1,0 +1,113 @@
+"""Deploy-side config: PaddleClas's deploy keys, and the pre/post-processing to run.
+
+By default the PreProcess / PostProcess sections come from the exported ``inference.yml``, so
+deploy runs exactly the preprocessing the model was evaluated with; a deploy yaml that has
+these sections overrides them (a log line says so). Pure Python: no paddle, no training stack.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+
+from ppfreeze.config.errors import ConfigError, did_you_mean  # noqa: E402
+from ppfreeze.config.loader import load_config  # noqa: E402
+from ppfreeze.data import POSTPROCESS, create_operators  # noqa: E402
+from ppfreeze.export.inference_yml import read_inference_yml  # noqa: E402
+from ppfreeze.utils.builder import split_component  # noqa: E402
+
+logger = logging.getLogger("ppfreeze.deploy")
+
+_OPT_STR = (str, type(None))
+# key -> (accepted types, default); PaddleClas's deploy Global keys plus use_onnx / save_results.
+GLOBAL_KEYS: Dict[str, Tuple[tuple, Any]] = {
+    "infer_imgs": ((str,), None), "inference_model_dir": ((str,), None), "batch_size": ((int,), 1),
+    "use_gpu": ((bool,), False), "gpu_mem": ((int,), 8000), "gpu_id": ((int,), 0),
+    "enable_mkldnn": ((bool,), True), "cpu_num_threads": ((int,), None), "use_fp16": ((bool,), False),
+    "use_tensorrt": ((bool,), False), "use_onnx": ((bool,), False), "ir_optim": ((bool,), True),
+    "enable_benchmark": ((bool,), False), "save_results": (_OPT_STR, None),
+}
+IGNORED_GLOBAL_KEYS = ("enable_profile", "enable_calib")  # PaddleClas keys without an effect here
+SECTIONS = ("Global", "PreProcess", "PostProcess")
+REQUIRED = ("infer_imgs", "inference_model_dir")
+
+
+def load_deploy_config(path: str, overrides: Optional[List[str]] = None) -> Dict[str, Any]:
+    """Load a deploy yaml (``-c``/``-o`` as in training), check its keys, fill defaults."""
+    cfg = load_config(path, overrides, validate=False)
+    for section in cfg:
+        if section not in SECTIONS:
+            raise ConfigError(section, f"unknown section in {path}",
+                              f"known: {', '.join(SECTIONS)}.{did_you_mean(section, SECTIONS)}")
+    glob = cfg.get("Global") or {}
+    if not isinstance(glob, dict):
+        raise ConfigError("Global", f"expected a mapping in {path}, got {type(glob).__name__}")
+    for key, value in glob.items():
+        if key in IGNORED_GLOBAL_KEYS:
+            logger.warning("Global.%s is a PaddleClas deploy key that ppfreeze ignores", key)
+            continue
+        if key not in GLOBAL_KEYS:
+            raise ConfigError(f"Global.{key}", f"unknown key in {path}",
+                              did_you_mean(key, GLOBAL_KEYS).strip() or f"known: {', '.join(GLOBAL_KEYS)}")
+        types = GLOBAL_KEYS[key][0]
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            raise ConfigError(f"Global.{key}", f"expected {' or '.join(t.__name__ for t in types)}, "
+                                               f"got {type(value).__name__} {value!r}")
+    for key in REQUIRED:
+        if not glob.get(key):
+            raise ConfigError(f"Global.{key}", f"not set in {path}", f"add -o Global.{key}=...")
+    if glob.get("batch_size", 1) < 1:
+        raise ConfigError("Global.batch_size", f"must be >= 1, got {glob['batch_size']}")
+    defaults = {k: d for k, (_, d) in GLOBAL_KEYS.items()}
+    defaults["cpu_num_threads"] = os.cpu_count() or 1
+    cfg["Global"] = {**defaults, **{k: v for k, v in glob.items() if v is not None}}
+    return cfg
+
+
+def _postprocess_component(post: Dict[str, Any], key: str) -> Dict[str, Any]:
+    """``{name: X, ...}``, ``{X: {...}}`` or PaddleClas's ``{main_indicator: X, X: {...}, SavePreLabel: ...}``."""
+    if "main_indicator" in post:
+        name = post["main_indicator"]
+        others = [k for k in post if k not in ("main_indicator", name)]
+        if others:
+            logger.warning("%s: only main_indicator %s runs; ignored: %s", key, name, ", ".join(others))
+        return {"name": name, **(post.get(name) or {})}
+    name, kwargs = split_component(post, key)
+    return {"name": name, **kwargs}
+
+
+def _with_decode(op_cfgs: List[Any]) -> List[Any]:
+    """PaddleClas deploy configs start after decoding (cv2.imread + BGR->RGB): add that step."""
+    first = split_component(op_cfgs[0], "PreProcess.transform_ops[0]")[0] if op_cfgs else None
+    return op_cfgs if first == "DecodeImage" else [{"DecodeImage": {"to_rgb": True}}] + list(op_cfgs)
+
+
+def build_pipeline(cfg: Dict[str, Any], model_dir: str) -> Tuple[List[Callable], Optional[Callable]]:
+    """(preprocess ops, post-process or None): from the deploy yaml if given, else ``inference.yml``."""
+    meta = read_inference_yml(model_dir)
+    if cfg.get("PreProcess"):
+        logger.info("PreProcess from the deploy config overrides the exported inference.yml")
+        ops_cfg, ops_key = (cfg["PreProcess"] or {}).get("transform_ops"), "PreProcess.transform_ops"
+    elif meta.get("PreProcess"):
+        ops_cfg, ops_key = meta["PreProcess"].get("transform_ops"), f"{model_dir}/inference.yml PreProcess"
+    else:
+        raise ConfigError("PreProcess", f"{model_dir} has no inference.yml and the deploy config no PreProcess",
+                          "re-export with tools/export_model.py, or add PreProcess: {transform_ops: [...]}")
+    if not ops_cfg:
+        raise ConfigError(ops_key, "no transform_ops", "list the preprocess ops, e.g. ResizeImage, NormalizeImage")
+    ops = create_operators(_with_decode(ops_cfg), ops_key)
+    if cfg.get("PostProcess"):
+        logger.info("PostProcess from the deploy config overrides the exported inference.yml")
+        post, post_key, base = cfg["PostProcess"], "PostProcess", os.getcwd()
+    else:
+        post, post_key, base = meta.get("PostProcess"), f"{model_dir}/inference.yml PostProcess", model_dir
+    if not post:
+        return ops, None
+    component = _postprocess_component(post, post_key)
+    id_map = component.get("class_id_map_file")
+    if id_map and not os.path.isabs(id_map):
+        component["class_id_map_file"] = os.path.join(base, id_map)
+    return ops, POSTPROCESS.build(component, post_key)

@@ -1,0 +1,71 @@
+"""``BNNeck`` (Luo et al. 2019, "Bag of Tricks for person re-ID"): BatchNorm on the embedding.
+
+The BN puts features on a sphere-friendly scale for ID (softmax) losses while the
+features before it serve metric losses. PaddleClas configs often freeze the BN bias with
+``bias_attr: {learning_rate: 1.0e-20}``; ``weight_attr`` / ``bias_attr`` take that form.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+import paddle
+import paddle.nn as nn
+
+from ...config.errors import ConfigError, did_you_mean
+from ...config.expr import to_number
+from ...utils.builder import Registry
+from .registry import GEARS
+
+INITIALIZERS = Registry("initializer")
+for _name in ("Constant", "Normal", "TruncatedNormal", "Uniform", "XavierNormal", "XavierUniform",
+              "KaimingNormal", "KaimingUniform"):
+    INITIALIZERS.register(getattr(nn.initializer, _name), name=_name)
+
+_ATTR_KEYS = ("initializer", "learning_rate", "trainable")
+
+
+def param_attr_from_config(cfg: Optional[Dict[str, Any]], key: str) -> Optional[paddle.ParamAttr]:
+    """``{initializer: {name: Constant, value: 1.0}, learning_rate: 1.0, trainable: true}`` -> ParamAttr."""
+    if cfg is None:
+        return None
+    if not isinstance(cfg, dict):
+        raise ConfigError(key, f"expected a mapping such as {{initializer: {{name: Constant, value: 1.0}}}}, "
+                               f"got {cfg!r}")
+    for name in cfg:
+        if name not in _ATTR_KEYS:
+            raise ConfigError(f"{key}.{name}", "unknown parameter attribute",
+                              f"accepted: {', '.join(_ATTR_KEYS)}.{did_you_mean(name, _ATTR_KEYS)}")
+    initializer = cfg.get("initializer")
+    trainable = cfg.get("trainable", True)
+    if not isinstance(trainable, bool):
+        raise ConfigError(f"{key}.trainable", f"expected true or false, got {trainable!r}")
+    return paddle.ParamAttr(
+        initializer=INITIALIZERS.build(initializer, f"{key}.initializer") if initializer is not None else None,
+        learning_rate=float(to_number(cfg.get("learning_rate", 1.0), f"{key}.learning_rate")),
+        trainable=trainable)
+
+
+@GEARS.register
+class BNNeck(nn.Layer):
+    """Flatten, then ``BatchNorm1D(num_features)``. State dict: ``feat_bn.{weight,bias,_mean,_variance}``.
+
+    Args:
+        num_features: embedding width.
+        weight_attr, bias_attr: optional ParamAttr mappings (see :func:`param_attr_from_config`).
+        use_global_stats: fix the BN statistics (None: train-mode statistics while training).
+    """
+    needs_label = False
+
+    def __init__(self, num_features: int, weight_attr: Optional[Dict[str, Any]] = None,
+                 bias_attr: Optional[Dict[str, Any]] = None, use_global_stats: Optional[bool] = None):
+        super().__init__()
+        if weight_attr is None:
+            weight_attr = {"initializer": {"name": "Constant", "value": 1.0}}
+        self.flatten = nn.Flatten()
+        self.feat_bn = nn.BatchNorm1D(int(num_features), momentum=0.9, epsilon=1e-5,
+                                      weight_attr=param_attr_from_config(weight_attr, "weight_attr"),
+                                      bias_attr=param_attr_from_config(bias_attr, "bias_attr"),
+                                      use_global_stats=use_global_stats)
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        return self.feat_bn(self.flatten(x))

@@ -1,0 +1,109 @@
+"""``RecModel``: backbone -> neck (embedding) -> head, the PaddleClas retrieval architecture.
+
+State dict keys are ``backbone.*``, ``neck.*`` and ``head.*`` as in PaddleClas, so its
+recognition checkpoints load by name. ``forward(x, label=None)`` returns a dict:
+
+    backbone   the (cut) backbone's output
+    neck       the neck's output (only with a neck)
+    features   the embedding: the neck's output, or the backbone's without a neck
+    logits     the head's output (only with a head)
+
+Stages (for ``Freeze.until`` / ``Freeze.stages``): the backbone's stages, prefixed with
+``backbone.``; then ``neck`` = the backbone's own post-trunk layers (pooling, ``last_conv``,
+...) plus the neck; then ``head``. So ``Freeze.until: stage3`` works as on the bare backbone.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any, Dict, List, Optional
+
+import paddle
+import paddle.nn as nn
+
+from ..config.errors import ConfigError
+from . import build_model
+from .gears import GEARS
+from .registry import MODELS
+from .utils import stop_after
+
+BACKBONE_HEAD_STAGE = "head"
+
+
+@MODELS.register
+class RecModel(nn.Layer):
+    """A retrieval / recognition model built from ``Arch.Backbone``, ``BackboneStopLayer``,
+    ``Neck`` and ``Head`` sections.
+
+    Args:
+        Backbone: ``{name: PPLCNet_x2_5, pretrained: path, ...}`` built with ``build_model``.
+        BackboneStopLayer: ``{name: flatten}``: layers after it become ``Identity``.
+        Neck: a gear such as ``{name: FC, embedding_size: 1280, class_num: 512}``.
+        Head: a gear such as ``{name: ArcMargin, embedding_size: 512, class_num: 1000}``.
+        infer_output_key: output the exported model returns (PaddleClas key; "features").
+        infer_add_softmax: PaddleClas export option, kept for the exporter.
+    """
+
+    def __init__(self, Backbone: Dict[str, Any], BackboneStopLayer: Optional[Dict[str, Any]] = None,
+                 Neck: Optional[Dict[str, Any]] = None, Head: Optional[Dict[str, Any]] = None,
+                 infer_output_key: str = "features", infer_add_softmax: bool = False):
+        super().__init__()
+        self.backbone = build_model(Backbone, key="Arch.Backbone")
+        if BackboneStopLayer is not None:
+            stop_after(self.backbone, _stop_layer_name(BackboneStopLayer), key="Arch.BackboneStopLayer.name")
+        self.neck = _build_gear(Neck, "Arch.Neck") if Neck is not None else None
+        self.head = _build_gear(Head, "Arch.Head") if Head is not None else None
+        self.infer_output_key = infer_output_key
+        self.infer_add_softmax = bool(infer_add_softmax)
+        self.stages = self._stages()
+
+    @property
+    def needs_label(self) -> bool:
+        """True when the head applies a label-dependent margin in training."""
+        return bool(getattr(self.head, "needs_label", False))
+
+    def forward(self, x: paddle.Tensor, label: Optional[paddle.Tensor] = None) -> Dict[str, paddle.Tensor]:
+        out = {"backbone": self.backbone(x)}
+        features = out["backbone"]
+        if self.neck is not None:
+            features = out["neck"] = self.neck(features)
+        out["features"] = features
+        if self.head is not None:
+            out["logits"] = self.head(features, label) if self.needs_label else self.head(features)
+        return out
+
+    def _stages(self) -> Dict[str, List[str]]:
+        backbone_stages = getattr(self.backbone, "stages", None) or {"backbone": [""]}
+        stages: Dict[str, List[str]] = OrderedDict()
+        for name, units in backbone_stages.items():
+            if name != BACKBONE_HEAD_STAGE:
+                stages[name] = [_prefixed("backbone", u) for u in units]
+        neck = [_prefixed("backbone", u) for u in backbone_stages.get(BACKBONE_HEAD_STAGE, [])]
+        neck += ["neck"] if self.neck is not None else []
+        if neck:
+            stages["neck"] = neck
+        if self.head is not None:
+            stages["head"] = ["head"]
+        return stages
+
+
+def _prefixed(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if name else prefix
+
+
+def _build_gear(cfg: Any, key: str) -> nn.Layer:
+    """GEARS.build, with errors raised inside a gear (e.g. ``weight_attr.learning_rate``) given
+    their full key path."""
+    try:
+        return GEARS.build(cfg, key)
+    except ConfigError as e:
+        if e.key == key or e.key.startswith(key + "."):
+            raise
+        raise ConfigError(f"{key}.{e.key}" if e.key else key, e.message, e.hint) from e
+
+
+def _stop_layer_name(cfg: Any) -> str:
+    name = cfg.get("name") if isinstance(cfg, dict) else None
+    if not isinstance(name, str) or not name:
+        raise ConfigError("Arch.BackboneStopLayer", f"expected {{name: <sublayer>}}, got {cfg!r}",
+                          "e.g. BackboneStopLayer: {name: flatten}")
+    return name

@@ -1,0 +1,29 @@
+"""Export: inference models (``paddle.jit.save``), ``inference.yml``, ONNX, sublayer weights.
+
+Importing this package does not import paddle: deploy tools read ``inference.yml`` through
+:mod:`ppfreeze.export.inference_yml` and :mod:`ppfreeze.export.model_files` without the
+training stack. The paddle-backed parts load on first attribute access.
+"""
+from importlib import import_module
+from typing import Any
+
+from .inference_yml import INFERENCE_YML, read_inference_yml
+from .model_files import ModelFiles, find_model_files
+
+# name -> submodule, imported on first access (PEP 562) because they import paddle.
+_PADDLE_BACKED = {
+    "export_model": "exporter",
+    "ExportResult": "exporter",
+    "InferenceModel": "wrapper",
+    "save_sublayer_weights": "sublayer_weights",
+    "load_sublayer_weights": "sublayer_weights",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PADDLE_BACKED:
+        return getattr(import_module(f".{_PADDLE_BACKED[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["INFERENCE_YML", "read_inference_yml", "ModelFiles", "find_model_files", *_PADDLE_BACKED]

@@ -1,0 +1,176 @@
+"""Retrieval evaluation (``Global.eval_mode: retrieval``): Recall@k and mAP on query/gallery sets.
+
+Layout (PaddleClas): ``DataLoader.Eval.Query`` and ``DataLoader.Eval.Gallery`` are loader
+sections; ``Metric.Eval`` lists ``Recallk`` (``topk``) and ``mAP``. Every query is ranked
+against the gallery by cosine similarity of the model's ``Global.retrieval_feature_from``
+output (default ``features``). When Query and Gallery describe the same dataset, each
+image is its own best match, so it is excluded from its own ranking (by index).
+
+The math lives in :mod:`ppfreeze.retrieval.metrics`; this module extracts features with the
+engine's model and turns the config into calls.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Dict, List, Sequence, Union
+
+import numpy as np
+import paddle
+
+from ..config.errors import ConfigError
+from ..engine.runtime import world_size
+from ..metric.registry import METRICS
+from ..utils.builder import split_component
+from .metrics import mean_average_precision, recall_at_k
+
+logger = logging.getLogger("ppfreeze")
+
+EVAL_KEY = "DataLoader.Eval"
+SIDES = ("Query", "Gallery")
+
+
+@dataclass
+class EmbeddedSet:
+    """Features ``[N, D]`` (float32) and labels ``[N]`` of one evaluation set."""
+    features: np.ndarray
+    labels: np.ndarray
+
+
+class RetrievalMetric:
+    """A ``Metric.Eval`` entry computed from whole query/gallery sets, not per batch."""
+
+    def compute(self, query: EmbeddedSet, gallery: EmbeddedSet, exclude_self: bool) -> Dict[str, float]:
+        """Metric values for ``query`` ranked against ``gallery``."""
+        raise NotImplementedError
+
+    def __call__(self, output: Any, label: Any) -> Dict[str, float]:
+        # reached when a retrieval metric is listed for classification evaluation
+        raise ConfigError("Metric.Eval", f"{type(self).__name__} is a retrieval metric",
+                          "set Global.eval_mode: retrieval, or use TopkAcc for classification")
+
+
+@METRICS.register
+class Recallk(RetrievalMetric):
+    """Share of queries with a same-label gallery item among the top k: ``recall1``, ``recall5``, ..."""
+
+    def __init__(self, topk: Union[int, Sequence[int]] = (1, 5)):
+        ks = [topk] if isinstance(topk, int) else list(topk)
+        if not ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in ks):
+            raise ValueError(f"topk must be a positive integer or a list of them, got {topk!r}")
+        self.topk = ks
+
+    def compute(self, query: EmbeddedSet, gallery: EmbeddedSet, exclude_self: bool) -> Dict[str, float]:
+        result = recall_at_k(query.features, query.labels, gallery.features, gallery.labels, self.topk,
+                             exclude_self=exclude_self)
+        return {f"recall{k}": result[f"recall{k}"] for k in self.topk}
+
+
+@METRICS.register(name="mAP")
+class MeanAveragePrecision(RetrievalMetric):
+    """Mean average precision over the full gallery ranking: ``mAP``."""
+
+    def compute(self, query: EmbeddedSet, gallery: EmbeddedSet, exclude_self: bool) -> Dict[str, float]:
+        result = mean_average_precision(query.features, query.labels, gallery.features, gallery.labels,
+                                        exclude_self=exclude_self)
+        return {"mAP": result["mAP"]}
+
+
+def eval_retrieval(engine: Any) -> Dict[str, float]:
+    """Embed ``DataLoader.Eval.Query`` / ``Gallery`` with ``engine.model`` and compute ``Metric.Eval``.
+
+    Returns e.g. ``{"recall1": .., "recall5": .., "mAP": ..}`` in the order of the metric
+    list (the engine picks the best model by the first key). Call under ``paddle.no_grad()``
+    with the model in eval mode (``ppfreeze.engine.evaluation.evaluate`` does).
+    """
+    cfg = engine.config
+    metrics = build_retrieval_metrics((cfg.get("Metric") or {}).get("Eval"), "Metric.Eval")
+    eval_cfg = _eval_sections(cfg.get("DataLoader") or {})
+    same_set = eval_cfg["Query"]["dataset"] == eval_cfg["Gallery"]["dataset"]
+    _warn_unsupported(engine.glob)
+    query = embed_dataset(engine, "Query")
+    gallery = query if same_set else embed_dataset(engine, "Gallery")
+    results: Dict[str, float] = {}
+    for metric in metrics:
+        results.update(metric.compute(query, gallery, exclude_self=same_set))
+    if any(np.isnan(v) for v in results.values()):
+        raise ConfigError(EVAL_KEY, "no query has an image of its label in the gallery, so recall and mAP "
+                                    "are undefined", "Query and Gallery must share labels (identities)")
+    return results
+
+
+def build_retrieval_metrics(metric_cfgs: Any, key: str) -> List[RetrievalMetric]:
+    """The ``Metric.Eval`` list as retrieval metrics; empty or non-retrieval entries are errors."""
+    if not metric_cfgs:
+        raise ConfigError(key, "no metric configured for retrieval evaluation",
+                          "add e.g. Metric: {Eval: [{Recallk: {topk: [1, 5]}}, {mAP: {}}]}")
+    if not isinstance(metric_cfgs, list):
+        raise ConfigError(key, f"expected a list of metrics, got {type(metric_cfgs).__name__} {metric_cfgs!r}",
+                          "write each metric as a list item: '- Recallk: {topk: [1, 5]}'")
+    metrics = []
+    for index, item in enumerate(metric_cfgs):
+        item_key = f"{key}.{index}"
+        name, kwargs = split_component(item, item_key)
+        metric = METRICS.build({name: kwargs}, f"{item_key}.{name}")
+        if not isinstance(metric, RetrievalMetric):
+            raise ConfigError(f"{item_key}.{name}", f"{name} is not a retrieval metric",
+                              "with Global.eval_mode: retrieval use Recallk and mAP")
+        metrics.append(metric)
+    return metrics
+
+
+def embed_dataset(engine: Any, side: str) -> EmbeddedSet:
+    """Run ``engine.model`` over ``DataLoader.Eval.<side>`` and collect features and labels."""
+    feat_from = engine.glob.get("retrieval_feature_from", "features")
+    max_steps = engine.glob.get("max_eval_steps")
+    features, labels = [], []
+    for step, batch in enumerate(_loader(engine, side)):
+        if max_steps and step >= max_steps:
+            break
+        features.append(_features_of(engine.model(batch[0]), feat_from).numpy().astype(np.float32))
+        labels.append(np.asarray(batch[1]).reshape(-1))
+    if not features:
+        raise ConfigError(f"{EVAL_KEY}.{side}.dataset", "the evaluation set is empty")
+    return EmbeddedSet(np.concatenate(features), np.concatenate(labels))
+
+
+def _eval_sections(loader_cfg: Dict[str, Any]) -> Dict[str, Any]:
+    eval_cfg = loader_cfg.get("Eval")
+    if not isinstance(eval_cfg, dict):
+        raise ConfigError(EVAL_KEY, "missing: retrieval evaluation needs DataLoader.Eval.Query and .Gallery",
+                          "see configs/retrieval/quick_start_rec.yaml")
+    for side in SIDES:
+        section = eval_cfg.get(side)
+        if not isinstance(section, dict) or not isinstance(section.get("dataset"), dict):
+            present = ", ".join(k for k in eval_cfg if isinstance(eval_cfg[k], dict)) or "none"
+            raise ConfigError(f"{EVAL_KEY}.{side}", f"missing (or without a dataset); sections present: {present}",
+                              f"retrieval evaluation ranks DataLoader.Eval.Query against DataLoader.Eval.Gallery; "
+                              f"give both (the same dataset twice for leave-one-out evaluation)")
+    return eval_cfg
+
+
+def _loader(engine: Any, side: str) -> paddle.io.DataLoader:
+    from ..data import build_dataloader
+    cache = engine.__dict__.setdefault("_eval_loaders", {})
+    name = f"Eval.{side}"
+    if name not in cache:
+        cache[name] = build_dataloader(engine.config["DataLoader"]["Eval"], side, seed=engine.seed, key=EVAL_KEY)
+    return cache[name]
+
+
+def _features_of(output: Any, feat_from: str) -> paddle.Tensor:
+    if not isinstance(output, dict):
+        raise ConfigError("Arch.name", f"retrieval evaluation needs a model that returns a dict of outputs, "
+                                       f"got {type(output).__name__}", "use Arch.name: RecModel")
+    if feat_from not in output:
+        raise ConfigError("Global.retrieval_feature_from", f"the model output has no '{feat_from}'",
+                          f"choose one of: {', '.join(sorted(output))}")
+    return output[feat_from]
+
+
+def _warn_unsupported(glob: Dict[str, Any]) -> None:
+    if glob.get("feature_normalize", True) is False:
+        logger.warning("Global.feature_normalize: false is ignored: retrieval evaluation always ranks by "
+                       "cosine similarity (L2-normalised features)")
+    if world_size() > 1:
+        logger.warning("retrieval evaluation runs on each rank's shard of Query/Gallery; metrics are per rank")

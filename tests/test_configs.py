@@ -1,0 +1,39 @@
+"""Every shipped config loads, validates and resolves its Freeze plan; a PaddleClas config trains."""
+import glob
+import importlib.util
+import os
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "**", "*.yaml"), recursive=True))
+
+
+def train_tool():
+    spec = importlib.util.spec_from_file_location("train_tool", os.path.join(ROOT, "tools", "train.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: os.path.relpath(p, ROOT))
+def test_shipped_config_dry_run(path, tmp_path, capsys):
+    overrides = ["-o", "Global.pretrained_model=null", "-o", f"Global.output_dir={tmp_path}", "-o", "Global.device=cpu"]
+    if "Backbone" in open(path).read():
+        overrides += ["-o", "Arch.Backbone.pretrained=False"]
+    assert train_tool().main(["-c", path, "--freeze-report"] + overrides) == 0, capsys.readouterr().err
+    assert "Freeze plan" in capsys.readouterr().out
+
+
+def test_paddleclas_imagenet_config_runs_with_only_data_overrides(demo_root, tmp_path):
+    """PaddleClas's ResNet18.yaml as shipped, with -o for data paths, class_num, device, epochs, batch size."""
+    path = os.path.join(ROOT, "configs", "ImageNet", "ResNet", "ResNet18.yaml")
+    o = []
+    for split, mode in (("train", "Train"), ("val", "Eval")):
+        o += ["-o", f"DataLoader.{mode}.dataset.image_root={demo_root}",
+              "-o", f"DataLoader.{mode}.dataset.cls_label_path={demo_root}/{split}_list.txt",
+              "-o", f"DataLoader.{mode}.sampler.batch_size=16", "-o", f"DataLoader.{mode}.loader.num_workers=0"]
+    o += ["-o", "Arch.class_num=12", "-o", "Global.device=cpu", "-o", "Global.epochs=1",
+          "-o", f"Global.output_dir={tmp_path}"]
+    assert train_tool().main(["-c", path] + o) == 0
+    assert os.path.isfile(os.path.join(str(tmp_path), "ResNet18", "best_model.pdparams"))
