@@ -226,34 +226,6 @@ def test_samplers_reshuffle_deterministically_per_epoch():
     assert e.value.key == "batch_size"
 
 
-def test_pk_sampler_batches_p_identities_by_k_samples():
-    from ppfreeze.data.sampler import PKSampler
-
-    class Labelled:
-        labels = [0] * 5 + [1] * 3 + [2] * 10 + [3] * 1
-
-        def __len__(self):
-            return len(self.labels)
-
-    sampler = PKSampler(Labelled(), batch_size=4, sample_per_id=2, seed=1)
-    sampler.set_epoch(0)
-    batches = list(sampler)
-    assert len(batches) == len(sampler) == 4
-    for batch in batches:
-        ids = [Labelled.labels[i] for i in batch]
-        assert len(batch) == 4 and ids[0] == ids[1] and ids[2] == ids[3] and ids[0] != ids[2]
-    sampler.set_epoch(0)
-    assert list(sampler) == batches
-    sampler.set_epoch(1)
-    assert list(sampler) != batches
-    with pytest.raises(ConfigError) as e:
-        PKSampler(Labelled(), batch_size=4, sample_per_id=3)
-    assert e.value.key == "sample_per_id"
-    with pytest.raises(ConfigError) as e:
-        PKSampler(Labelled(), batch_size=10, sample_per_id=2)  # 5 identities per batch, 4 exist
-    assert e.value.key == "batch_size"
-
-
 # ----------------------------------------------------------------------------- loader
 def _loader_cfg(root, workers=0):
     dataset = {"name": "ImageNetDataset", "image_root": str(root), "cls_label_path": str(root / "train.txt")}

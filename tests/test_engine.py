@@ -52,6 +52,18 @@ def test_train_then_resume_is_bit_identical(make_config, tmp_path):
     assert engine.best_epoch >= 1 and engine.best_metric == max(engine.best_metric, result["best_metric"])
 
 
+def test_visualdl_scalars_are_written(make_config):
+    cfg, path = make_config(epochs=1, max_train_steps=2, use_visualdl=True)
+    Engine(load_config(path), "train").train()
+    vdl = os.path.join(cfg["Global"]["output_dir"], "ResNet18", "vdl")
+    files = [f for f in os.listdir(vdl) if f.startswith("vdlrecords")]
+    assert files and os.path.getsize(os.path.join(vdl, files[0])) > 0
+    from visualdl import LogReader
+    reader = LogReader(file_path=os.path.join(vdl, files[0]))
+    tags = reader.get_tags()["scalar"]
+    assert "train/loss" in tags and "eval/top1" in tags and "train/lr" in tags
+
+
 def test_interrupted_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
     model = paddle.nn.Linear(2, 2)
     prefix = str(tmp_path / "latest")

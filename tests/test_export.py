@@ -306,3 +306,19 @@ def test_export_weights_round_trip(work, tmp_path, capsys):
     state, trunk = paddle.load(merged), paddle.load(other + ".pdparams")
     np.testing.assert_array_equal(np.array(state["fc.weight"]), np.array(source["fc.weight"]))
     np.testing.assert_array_equal(np.array(state["stem.0.conv.weight"]), np.array(trunk["stem.0.conv.weight"]))
+
+
+def test_deploy_config_sections_override_inference_yml(work, tmp_path, caplog):
+    result = export_model(load_config(write_config(work, tmp_path)))
+    utils = load_script("deploy/python/utils.py", "ppfreeze_deploy_utils")
+    from_export, post = utils.build_pipeline({}, result.save_dir)
+    assert post.topk == 3 and post.class_id_map[0] == "circle"
+    # PaddleClas deploy style: no DecodeImage (added), main_indicator post-process, cwd-relative map.
+    deploy_cfg = {"PreProcess": {"transform_ops": INFER_OPS[1:]},
+                  "PostProcess": {"main_indicator": "Topk", "Topk": {"topk": 2}, "SavePreLabel": {"save_dir": "x"}}}
+    with caplog.at_level("INFO", logger="ppfreeze.deploy"):
+        overridden, post2 = utils.build_pipeline(deploy_cfg, result.save_dir)
+    assert "PreProcess from the deploy config overrides" in caplog.text
+    assert post2.topk == 2 and post2.class_id_map is None
+    data = open(work["images"][0], "rb").read()
+    np.testing.assert_array_equal(transform(data, overridden), transform(data, from_export))

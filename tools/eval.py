@@ -18,8 +18,9 @@ def evaluate(config, args) -> None:
     if not config["Global"].get("pretrained_model"):
         raise ConfigError("Global.pretrained_model", "not set: evaluation would use random weights",
                           "add -o Global.pretrained_model=output/<Arch>/best_model")
+    engine = Engine(config, mode="eval")
     ensure_demo_data(config)
-    metrics = Engine(config, mode="eval").eval()
+    metrics = engine.eval()
     logging.getLogger("ppfreeze").info("[Eval][Avg]%s", ", ".join(f"{k}: {v:.5f}" for k, v in metrics.items()))
 
 

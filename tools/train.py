@@ -19,8 +19,9 @@ def train(config, args) -> None:
         engine = Engine(config, mode="report")
         print(format_report(engine.freeze_report()))
         return
+    engine = Engine(config, mode="train")   # sets up logging first, so the demo line is logged
     ensure_demo_data(config)
-    Engine(config, mode="train").train()
+    engine.train()
 
 
 def main(argv=None) -> int:

@@ -17,8 +17,8 @@ from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # first: our utils.py / predictor.py
 
 from ppfreeze.cli import build_parser  # noqa: E402  (argparse only)
 from ppfreeze.config.errors import ConfigError  # noqa: E402

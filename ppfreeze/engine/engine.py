@@ -113,6 +113,9 @@ class Engine:
         self.train_loss = build_loss(cfg["Loss"]["Train"], "Loss.Train")
         self.train_metrics = build_metrics((cfg.get("Metric") or {}).get("Train"), "Metric.Train")
         self.amp = Amp(cfg.get("AMP"), self.device)
+        if cfg.get("EMA"):
+            raise ConfigError("EMA", "model EMA is not implemented in ppfreeze yet",
+                              "remove the EMA section (training without it is otherwise identical)")
 
     def _check_labels(self, dataset: Any) -> None:
         """Labels outside [0, class_num) crash deep inside one_hot; say it in config terms."""

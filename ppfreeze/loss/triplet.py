@@ -30,7 +30,7 @@ def hardest_pairs(dist: paddle.Tensor, labels: paddle.Tensor):
     """Per anchor: hardest-positive distance, hardest-negative distance, and whether a negative exists."""
     n = dist.shape[0]
     same = labels.reshape([-1, 1]) == labels.reshape([1, -1])
-    other = paddle.logical_not(paddle.eye(n, dtype="bool"))
+    other = paddle.eye(n) == 0
     positive = paddle.logical_and(same, other)
     negative = paddle.logical_not(same)
     d_ap = paddle.where(positive, dist, paddle.zeros_like(dist)).max(axis=1)

@@ -224,6 +224,7 @@ class GalleryIndex:
         self._next_id = next_id
         self._tombstones: set = set()  # HNSW ids removed from _labels but still in the graph
         self._params_cache: Optional[tuple] = None
+        self._label_lookup: Optional[np.ndarray] = None  # id -> label array, rebuilt after changes
 
     # ---- construction
 
@@ -290,6 +291,7 @@ class GalleryIndex:
         self._index.add_with_ids(feats, ids)
         self._labels.update(zip(ids.tolist(), labels))
         self._next_id += len(feats)
+        self._label_lookup = None
         return ids
 
     def remove(self, ids: Optional[Iterable[int]] = None, labels: Optional[Iterable[str]] = None) -> int:
@@ -313,6 +315,7 @@ class GalleryIndex:
             self._params_cache = None
         for i in targets:
             del self._labels[i]
+        self._label_lookup = None
         return len(targets)
 
     def compact(self) -> None:
@@ -344,8 +347,16 @@ class GalleryIndex:
         if self._index is None or len(self) == 0:
             return _empty_result(len(queries), k, self.dist)
         scores, ids = self._index.search(queries, k, params=self._search_params())
-        labels = [[self._labels.get(i) for i in row] for row in ids.tolist()]
-        return scores, ids, labels
+        return scores, ids, self._lookup_labels(ids)
+
+    def _lookup_labels(self, ids: np.ndarray) -> List[List[Optional[str]]]:
+        """Labels for an id matrix; one numpy gather instead of a dict lookup per result."""
+        if self._label_lookup is None:
+            # One slot more than any id: that last slot stays None and is where id -1 (padding) lands.
+            lookup = np.full(self._next_id + 1, None, dtype=object)
+            lookup[list(self._labels)] = list(self._labels.values())
+            self._label_lookup = lookup
+        return self._label_lookup[ids].tolist()
 
     def _search_params(self) -> Optional[faiss.SearchParameters]:
         """HNSW parameters excluding tombstones (cached: rebuilt only when tombstones change)."""
@@ -361,8 +372,8 @@ class GalleryIndex:
         return self._params_cache[0]
 
     def _prepare(self, x: np.ndarray, what: str) -> np.ndarray:
-        """Validated C-contiguous float32 copy, L2-normalised for IP."""
-        arr = np.asarray(x, dtype=np.float32)
+        """Validated C-contiguous float32 copy (the caller's array is never touched), L2-normalised for IP."""
+        arr = np.array(x, dtype=np.float32, order="C")
         if arr.ndim != 2:
             raise ValueError(f"{what} must be a 2-D array [N, {self.embedding_size}], got shape {arr.shape}")
         if arr.shape[1] != self.embedding_size:
@@ -372,7 +383,6 @@ class GalleryIndex:
         bad = np.flatnonzero(~np.isfinite(arr).all(axis=1))
         if len(bad):
             raise ValueError(f"{what} rows {bad[:5].tolist()} contain NaN or inf (broken feature extraction?)")
-        arr = np.array(arr, dtype=np.float32, order="C", copy=True)
         if self.dist.normalise:
             faiss.normalize_L2(arr)
         return arr
@@ -436,8 +446,8 @@ class GalleryIndex:
             _verify_checksum(os.path.join(index_dir, name), manifest["sha256"].get(name))
         labels = _read_id_map(os.path.join(index_dir, ID_MAP_FILE))
         faiss_index = _read_faiss_index(os.path.join(index_dir, INDEX_FILE))
-        method = INDEX_METHODS.get(manifest["index_method"], "manifest.index_method")
-        dist = DIST_TYPES.get(manifest["dist_type"], "manifest.dist_type")
+        method = INDEX_METHODS.get(manifest["index_method"])
+        dist = DIST_TYPES.get(manifest["dist_type"])
         _check_consistency(index_dir, manifest, labels, faiss_index, method, dist)
         _check_expectations(index_dir, manifest, expected_model_hash, expected_embedding_size)
         known = {k: v for k, v in manifest.get("options", {}).items() if k in IndexOptions.__dataclass_fields__}
@@ -562,6 +572,9 @@ def _read_manifest(index_dir: str) -> dict:
     if manifest["format_version"] != FORMAT_VERSION:
         raise IndexMismatchError(path, f"format_version {manifest['format_version']} is not supported "
                                  f"(this ppfreeze reads {FORMAT_VERSION})")
+    for name, registry in (("index_method", INDEX_METHODS), ("dist_type", DIST_TYPES)):
+        if manifest[name] not in registry:
+            raise IndexMismatchError(path, f"unknown {name} {manifest[name]!r} (known: {', '.join(registry.names())})")
     return manifest
 
 

@@ -85,5 +85,5 @@ def check_kwargs(factory: Callable, kwargs: Dict[str, Any], key: str, name: str)
     accepted = [p for p in params if p not in ("self",)]
     for k in kwargs:
         if k not in params:
-            raise ConfigError(f"{key}.{k}", f"'{name}' has no argument '{k}'",
-                              f"accepted: {', '.join(accepted)}.{did_you_mean(k, accepted)}")
+            hint = f"accepted: {', '.join(accepted)}.{did_you_mean(k, accepted)}" if accepted else "it takes no arguments"
+            raise ConfigError(f"{key}.{k}", f"'{name}' has no argument '{k}'", hint)
