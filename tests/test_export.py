@@ -316,7 +316,7 @@ def test_deploy_config_sections_override_inference_yml(work, tmp_path, caplog):
     # PaddleClas deploy style: no DecodeImage (added), main_indicator post-process, cwd-relative map.
     deploy_cfg = {"PreProcess": {"transform_ops": INFER_OPS[1:]},
                   "PostProcess": {"main_indicator": "Topk", "Topk": {"topk": 2}, "SavePreLabel": {"save_dir": "x"}}}
-    with caplog.at_level("INFO", logger="ppfreeze.deploy"):
+    with caplog.at_level("INFO", logger="deploy"):
         overridden, post2 = utils.build_pipeline(deploy_cfg, result.save_dir)
     assert "PreProcess from the deploy config overrides" in caplog.text
     assert post2.topk == 2 and post2.class_id_map is None

@@ -27,7 +27,7 @@ from ppfreeze.utils.images import batched, list_images  # noqa: E402
 from ppfreeze.utils.io import atomic_write_json  # noqa: E402
 from utils import build_pipeline, load_deploy_config  # noqa: E402
 
-logger = logging.getLogger("ppfreeze.deploy")
+logger = logging.getLogger("deploy")
 
 
 def _read(path: str) -> bytes:

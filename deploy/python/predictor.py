@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..",
 from ppfreeze.config.errors import ConfigError  # noqa: E402
 from ppfreeze.export.model_files import ModelFiles, find_model_files  # noqa: E402
 
-logger = logging.getLogger("ppfreeze.deploy")
+logger = logging.getLogger("deploy")
 
 
 class Predictor:

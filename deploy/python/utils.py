@@ -19,7 +19,7 @@ from ppfreeze.data import POSTPROCESS, create_operators  # noqa: E402
 from ppfreeze.export.inference_yml import read_inference_yml  # noqa: E402
 from ppfreeze.utils.builder import split_component  # noqa: E402
 
-logger = logging.getLogger("ppfreeze.deploy")
+logger = logging.getLogger("deploy")
 
 _OPT_STR = (str, type(None))
 # key -> (accepted types, default); PaddleClas's deploy Global keys plus use_onnx / save_results.

@@ -64,6 +64,18 @@ def eval_classification(engine) -> Dict[str, float]:
         for k, v in values.items():
             sums[k] = sums.get(k, 0.0) + float(v) * n
         count += n
+    sums, count = _sum_over_ranks(sums, count)
     if count == 0:
         raise ConfigError("DataLoader.Eval.dataset", "the evaluation set is empty")
     return {k: v / count for k, v in sums.items()}
+
+
+def _sum_over_ranks(sums: Dict[str, float], count: int):
+    """Each rank evaluated its shard (DistributedBatchSampler): add the shards up."""
+    if paddle.distributed.get_world_size() <= 1:
+        return sums, count
+    keys = list(sums)  # same insertion order on every rank
+    t = paddle.to_tensor([sums[k] for k in keys] + [float(count)], dtype="float64")
+    paddle.distributed.all_reduce(t)
+    values = t.numpy().tolist()
+    return dict(zip(keys, values[:-1])), int(values[-1])

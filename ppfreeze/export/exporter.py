@@ -23,7 +23,7 @@ from ..data.postprocess import read_class_id_map
 from .inference_yml import export_postprocess, export_preprocess, write_inference_yml
 from .model_files import FORMATS, PARAMS, PREFIX
 from .staging import CLASS_ID_MAP, staged_directory
-from .wrapper import InferenceModel, OutputOptions, check_output_key, split_export_keys
+from .wrapper import InferenceModel, check_output_key, split_export_keys
 
 logger = logging.getLogger("ppfreeze")
 

@@ -32,14 +32,10 @@ PREPROCESS_KEYS = ("Infer.transforms", "DataLoader.Eval.dataset.transform_ops")
 logger = logging.getLogger("ppfreeze")
 
 
-def _op_names(ops: List[Any], key: str) -> List[str]:
-    return [split_component(op, f"{key}[{i}]")[0] for i, op in enumerate(ops)]
-
-
 def _yields_chw(ops: List[Any], key: str) -> bool:
     """Same rule as the training dataset: ToCHWImage or DecodeImage(channel_first) makes CHW."""
-    for i, (name, op) in enumerate(zip(_op_names(ops, key), ops)):
-        _, kwargs = split_component(op, f"{key}[{i}]")
+    for i, op in enumerate(ops):
+        name, kwargs = split_component(op, f"{key}[{i}]")
         if name == "ToCHWImage" or (name == "DecodeImage" and kwargs.get("channel_first")):
             return True
     return False
