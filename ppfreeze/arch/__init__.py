@@ -16,6 +16,8 @@ from .registry import MODELS
 __all__ = ["MODELS", "build_model", "load_pretrained", "LoadReport"]
 
 logger = logging.getLogger("ppfreeze")
+# PaddleClas Arch keys that shape the exported inference model only
+EXPORT_ONLY_KEYS = ("infer_output_key", "infer_add_softmax")
 
 
 def build_model(arch_cfg: Dict[str, Any], key: str = "Arch", class_num: Optional[int] = None) -> nn.Layer:
@@ -29,6 +31,8 @@ def build_model(arch_cfg: Dict[str, Any], key: str = "Arch", class_num: Optional
     """
     name, kwargs = split_component(arch_cfg, key)
     pretrained = kwargs.pop("pretrained", False)
+    for export_key in EXPORT_ONLY_KEYS:  # read by tools/export_model.py, not by the model
+        kwargs.pop(export_key, None)
     # use_ssld only picks which file PaddleClas would download; sync BN has no CPU meaning
     for ignored in ("use_ssld", "use_sync_bn"):
         if kwargs.pop(ignored, False):

@@ -10,9 +10,6 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from ..config.errors import ConfigError, did_you_mean
-
-# PaddleClas keeps these export-only keys in Arch; the model itself never sees them.
-EXPORT_ARCH_KEYS = ("infer_output_key", "infer_add_softmax")
 DEFAULT_OUTPUT_KEY = "logits"
 
 
