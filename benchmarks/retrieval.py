@@ -145,7 +145,8 @@ def main() -> None:
     _, exact_ids = exact.search(queries, 1)
     for r in rows:
         ours_ids, raw_ids = r.pop("ids_ours"), r.pop("ids_raw")
-        r["r1_ours"], r["r1_raw"] = recall_of_exact_top1(ours_ids, exact_ids, 1), recall_of_exact_top1(raw_ids, exact_ids, 1)
+        r["r1_ours"] = recall_of_exact_top1(ours_ids, exact_ids, 1)
+        r["r1_raw"] = recall_of_exact_top1(raw_ids, exact_ids, 1)
         r["r10_ours"] = recall_of_exact_top1(ours_ids, exact_ids, 10)
     print_table(rows, all_threads)
 

@@ -58,3 +58,13 @@ def make_config(demo_root, tmp_path):
         path.write_text(yaml.safe_dump(cfg))
         return cfg, str(path)
     return _make
+
+
+@pytest.fixture(autouse=True)
+def _caplog_sees_ppfreeze(caplog):
+    """The 'ppfreeze' logger does not propagate once the engine set it up; let caplog see it."""
+    import logging
+    logger = logging.getLogger("ppfreeze")
+    logger.addHandler(caplog.handler)
+    yield
+    logger.removeHandler(caplog.handler)

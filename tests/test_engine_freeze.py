@@ -77,3 +77,11 @@ def test_report_and_audit_are_written(straight_run):
     assert report["audit"].startswith("frozen tensors unchanged")
     log = open(os.path.join(out, "train.log")).read()
     assert "frozen tensors unchanged" in log and "Freeze schedule: epoch 2 milestone applied" in log
+
+
+def test_freezing_random_weights_needs_consent(make_config):
+    from ppfreeze.config import ConfigError
+    cfg, path = make_config(epochs=1)
+    with pytest.raises(ConfigError, match="allow_random_frozen"):
+        Engine(load_config(path, ["Freeze.until=stage1"]), "train")
+    Engine(load_config(path, ["Freeze.until=stage1", "Freeze.allow_random_frozen=true"]), "train")

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from ppfreeze.config.errors import ConfigError
+from ppfreeze.utils.io import file_sha256
 from ppfreeze.retrieval import (GalleryIndex, IndexMismatchError, Searcher, mean_average_precision,
                                 read_gallery_file, recall_at_k)
 from ppfreeze.retrieval import index as index_module
@@ -253,7 +254,7 @@ def test_corrupted_vector_index_is_reported_not_crashed(saved):
 def test_truncated_vector_index_with_matching_checksum_is_reported(saved):
     (saved / "vector.index").write_bytes((saved / "vector.index").read_bytes()[:100])
     manifest = json.loads((saved / "manifest.json").read_text())
-    manifest["sha256"]["vector.index"] = index_module._sha256(str(saved / "vector.index"))
+    manifest["sha256"]["vector.index"] = file_sha256(str(saved / "vector.index"))
     (saved / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(IndexMismatchError, match="faiss cannot read it"):
         GalleryIndex.load(str(saved))
@@ -272,7 +273,7 @@ def test_id_map_out_of_step_with_vectors_is_reported(saved):
     del id_map["labels"]["0"]
     (saved / "id_map.json").write_text(json.dumps(id_map))
     manifest = json.loads((saved / "manifest.json").read_text())
-    manifest["sha256"]["id_map.json"] = index_module._sha256(str(saved / "id_map.json"))
+    manifest["sha256"]["id_map.json"] = file_sha256(str(saved / "id_map.json"))
     (saved / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(IndexMismatchError, match="holds 199 labels, manifest.json says 200"):
         GalleryIndex.load(str(saved))

@@ -1,5 +1,7 @@
 """Retrieval training: RecModel + gears, triplet loss, P x K sampler, retrieval eval, end to end."""
 import copy
+import importlib.util
+import json
 import math
 import os
 from collections import Counter
@@ -16,6 +18,8 @@ from ppfreeze.loss import build_loss
 from ppfreeze.loss.triplet import TripletLoss, TripletLossV2
 from ppfreeze.retrieval.evaluation import embed_dataset, eval_retrieval
 from ppfreeze.retrieval.metrics import recall_at_k
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 NORMALIZE = {"NormalizeImage": {"scale": "1.0/255.0", "mean": [0.485, 0.456, 0.406],
                                 "std": [0.229, 0.224, 0.225], "order": ""}}
@@ -271,7 +275,8 @@ def test_train_retrieval_end_to_end_with_frozen_backbone(demo_root, tmp_path):
                    "eval_interval": 1, "save_interval": 1, "print_batch_step": 1, "use_visualdl": False,
                    "image_shape": [3, 32, 32], "seed": 5, "eval_mode": "retrieval", "max_train_steps": 2},
         "Arch": rec_arch("ArcMargin", class_num=8, margin=0.2, scale=30.0),
-        "Freeze": {"rules": [{"select": ["stem", "blocks2", "blocks3"]}], "bn": "frozen", "verify": "epoch"},
+        "Freeze": {"rules": [{"select": ["stem", "blocks2", "blocks3"]}], "bn": "frozen", "verify": "epoch",
+                   "allow_random_frozen": True},
         "Loss": {"Train": [{"CELoss": {"weight": 1.0}},
                            {"TripletLossV2": {"weight": 1.0, "feat_from": "features"}}]},
         "Optimizer": {"name": "Momentum", "momentum": 0.9, "lr": {"name": "Cosine", "learning_rate": 0.05}},
@@ -292,3 +297,72 @@ def test_train_retrieval_end_to_end_with_frozen_backbone(demo_root, tmp_path):
         assert np.array_equal(first[name].numpy(), second[name].numpy()), name  # frozen
     for name in ("backbone.blocks5.0.pw_conv.conv.weight", "neck.fc.weight", "head.weight"):
         assert not np.array_equal(first[name].numpy(), second[name].numpy()), name  # trained
+
+    # deploy: export the best model, build a gallery, search it, append to it, prune it
+    from ppfreeze.export.exporter import export_model
+    export_cfg = copy.deepcopy(config)
+    export_cfg["Global"]["pretrained_model"] = os.path.join(run_dir, "best_model")
+    export_cfg["Infer"] = {"transforms": EVAL_OPS}
+    export_cfg["Arch"]["infer_output_key"] = "features"
+    export_model(export_cfg, str(tmp_path / "inference"))
+    deploy_gallery_round_trip(demo_root, str(tmp_path / "inference"), tmp_path)
+
+
+def load_deploy(name):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "deploy", "python", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def deploy_gallery_round_trip(demo_root, model_dir, tmp_path):
+    build_gallery, predict_rec = load_deploy("build_gallery"), load_deploy("predict_rec")
+    index_dir = str(tmp_path / "index")
+    gallery_file = os.path.join(demo_root, "gallery_label.txt")
+    base = ["-o", f"Global.rec_inference_model_dir={model_dir}", "-o", f"IndexProcess.index_dir={index_dir}",
+            "-o", f"IndexProcess.image_root={demo_root}", "-o", "IndexProcess.index_method=Flat",
+            "-o", "Global.cpu_num_threads=1"]
+    build = ["-c", os.path.join(ROOT, "deploy", "configs", "build_gallery.yaml"), *base,
+             "-o", "IndexProcess.embedding_size=16"]
+    assert build_gallery.main(build + ["-o", f"IndexProcess.data_file={gallery_file}"]) == 0
+    with open(gallery_file) as f:
+        lines = [line for line in f.read().splitlines() if line]
+    with open(os.path.join(index_dir, "manifest.json")) as f:
+        assert json.load(f)["count"] == len(lines)
+
+    query = next(line.split("\t")[0] for line in lines)
+    results_file = str(tmp_path / "results.json")
+    predict = ["-c", os.path.join(ROOT, "deploy", "configs", "inference_rec.yaml"), *base[:2], *base[2:4],
+               "-o", f"Global.infer_imgs={os.path.join(demo_root, query)}", "-o", "IndexProcess.score_thres=null",
+               "-o", f"Global.save_results={results_file}"]
+    assert predict_rec.main(predict) == 0
+    with open(results_file) as f:
+        top = json.load(f)[0]["results"]
+    # the query is itself in the gallery: best match, cosine 1
+    assert top[0]["label"] == lines[0].split("\t")[1] and top[0]["score"] > 0.999 and len(top) == 5
+
+    extra = tmp_path / "extra.txt"
+    extra.write_text(lines[0].split("\t")[0] + "\tnew_item\n")
+    assert build_gallery.main(build + ["-o", f"IndexProcess.data_file={extra}",
+                                       "-o", "IndexProcess.index_operation=append"]) == 0
+    assert build_gallery.main(build + ["-o", f"IndexProcess.data_file={extra}",
+                                       "-o", "IndexProcess.index_operation=remove"]) == 0
+    with open(os.path.join(index_dir, "manifest.json")) as f:
+        assert json.load(f)["count"] == len(lines)
+    broken = tmp_path / "broken.txt"
+    broken.write_text(lines[0].replace("\t", " ") + "\n")  # spaces instead of a TAB
+    assert build_gallery.main(build + ["-o", f"IndexProcess.data_file={broken}"]) == 2
+
+
+def test_shipped_retrieval_configs_load_and_quick_start_builds():
+    from ppfreeze.config import load_config
+    for name in ("quick_start_rec_pretrain", "quick_start_rec", "GeneralRecognition_PPLCNet_x2_5"):
+        cfg = load_config(os.path.join(ROOT, "configs", "retrieval", f"{name}.yaml"))
+        assert cfg["Global"].get("eval_mode", "classification") in ("classification", "retrieval")
+    cfg = load_config(os.path.join(ROOT, "configs", "retrieval", "quick_start_rec.yaml"))
+    assert cfg["Arch"]["Backbone"]["pretrained"].startswith("./output/rec_pretrain/")  # written by step 1
+    arch = {**cfg["Arch"], "Backbone": {"name": cfg["Arch"]["Backbone"]["name"]}}
+    model = build_model(arch)
+    plan = build_freeze_plan(cfg["Freeze"], model)
+    assert any(n.startswith("backbone.blocks4.") for n in plan.frozen_tensor_names(1))
+    assert model.needs_label and cfg["Metric"]["Eval"][0] == {"Recallk": {"topk": [1, 5]}}

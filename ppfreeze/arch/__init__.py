@@ -73,6 +73,7 @@ def _load_arch_pretrained(model: nn.Layer, pretrained: Any, key: str) -> Optiona
         raise ConfigError(key, f"expected false or a path to a .pdparams file, got {pretrained!r}")
     report = load_pretrained(model, pretrained, key)
     logger.info("%s: %s", key, report.summary())
+    model.pretrained_keys = set(report.loaded)  # read by the Freeze pretrained guard
     return report
 
 

@@ -39,22 +39,22 @@ class RecModel(nn.Layer):
         BackboneStopLayer: ``{name: flatten}``: layers after it become ``Identity``.
         Neck: a gear such as ``{name: FC, embedding_size: 1280, class_num: 512}``.
         Head: a gear such as ``{name: ArcMargin, embedding_size: 512, class_num: 1000}``.
-        infer_output_key: output the exported model returns (PaddleClas key; "features").
-        infer_add_softmax: PaddleClas export option, kept for the exporter.
     """
 
     def __init__(self, Backbone: Dict[str, Any], BackboneStopLayer: Optional[Dict[str, Any]] = None,
-                 Neck: Optional[Dict[str, Any]] = None, Head: Optional[Dict[str, Any]] = None,
-                 infer_output_key: str = "features", infer_add_softmax: bool = False):
+                 Neck: Optional[Dict[str, Any]] = None, Head: Optional[Dict[str, Any]] = None):
         super().__init__()
         self.backbone = build_model(Backbone, key="Arch.Backbone")
         if BackboneStopLayer is not None:
             stop_after(self.backbone, _stop_layer_name(BackboneStopLayer), key="Arch.BackboneStopLayer.name")
         self.neck = _build_gear(Neck, "Arch.Neck") if Neck is not None else None
         self.head = _build_gear(Head, "Arch.Head") if Head is not None else None
-        self.infer_output_key = infer_output_key
-        self.infer_add_softmax = bool(infer_add_softmax)
         self.stages = self._stages()
+
+    @property
+    def pretrained_keys(self) -> set:
+        """Keys loaded through ``Arch.Backbone.pretrained``, in this model's key space."""
+        return {f"backbone.{k}" for k in getattr(self.backbone, "pretrained_keys", ())}
 
     @property
     def needs_label(self) -> bool:

@@ -4,8 +4,7 @@ Importing this package does not import paddle: deploy tools use the preprocess o
 ``Topk`` alone. The paddle-backed parts (datasets, samplers, ``build_dataloader``) load on
 first access.
 """
-from importlib import import_module
-from typing import Any
+from ..utils.lazy import lazy_getattr
 
 from .demo import DEMO_ROOT_NAME, ensure_demo_data, make_demo_dataset
 from .postprocess import Topk
@@ -23,11 +22,7 @@ _PADDLE_BACKED = {
     "DistributedBatchSampler": "sampler",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _PADDLE_BACKED:
-        return getattr(import_module(f".{_PADDLE_BACKED[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _PADDLE_BACKED)
 
 
 __all__ = ["DEMO_ROOT_NAME", "ensure_demo_data", "make_demo_dataset", "Topk", "create_operators",

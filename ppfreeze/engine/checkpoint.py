@@ -10,14 +10,13 @@ Differences from PaddleClas, on purpose:
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from typing import Any, Dict, List, Optional
 
 import paddle
 
 from ..config.errors import ConfigError
-from ..utils.io import atomic_write
+from ..utils.io import atomic_write, file_sha256
 
 SUFFIXES = (".pdparams", ".pdopt", ".pdstates")
 LR_KEY = "LR_Scheduler"
@@ -88,22 +87,14 @@ def load_optimizer_state(optimizer: paddle.optimizer.Optimizer, model: paddle.nn
         lr_scheduler.set_state_dict(state[LR_KEY])
 
 
-def _digest(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def save_checkpoint(prefix: str, model_state: Dict[str, Any], opt_state: Optional[Dict[str, Any]],
                     states: Dict[str, Any]) -> None:
     """Write ``prefix.pdparams`` (+ ``.pdopt``) and finally ``prefix.pdstates`` atomically."""
     atomic_write(prefix + ".pdparams", lambda tmp: paddle.save(model_state, tmp))
-    digests = {".pdparams": _digest(prefix + ".pdparams")}
+    digests = {".pdparams": file_sha256(prefix + ".pdparams")}
     if opt_state is not None:
         atomic_write(prefix + ".pdopt", lambda tmp: paddle.save(opt_state, tmp))
-        digests[".pdopt"] = _digest(prefix + ".pdopt")
+        digests[".pdopt"] = file_sha256(prefix + ".pdopt")
     states = dict(states, file_digests=digests)
     atomic_write(prefix + ".pdstates", lambda tmp: paddle.save(states, tmp))
 
@@ -125,7 +116,7 @@ def load_checkpoint(prefix: str, key: str = "Global.checkpoints") -> Dict[str, A
                               "give the prefix without suffix, e.g. output/ResNet50/latest")
     states = paddle.load(prefix + ".pdstates")
     for suffix, digest in states.get("file_digests", {}).items():
-        if not os.path.isfile(prefix + suffix) or _digest(prefix + suffix) != digest:
+        if not os.path.isfile(prefix + suffix) or file_sha256(prefix + suffix) != digest:
             raise ConfigError(key, f"checkpoint {prefix} is incomplete or was modified after saving "
                                    f"({prefix + suffix} does not match its .pdstates record)",
                               "an earlier save was interrupted; resume from the previous epoch_N checkpoint")

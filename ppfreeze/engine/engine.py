@@ -68,6 +68,8 @@ class Engine:
         self.pretrained_report = None
         if g.get("pretrained_model"):
             self.load_pretrained(g["pretrained_model"])
+        if mode == "train":  # frozen tensors must come from pretrained weights (or be allowed random)
+            self.freeze.check_pretrained(self._loaded_keys())
 
     # ----------------------------------------------------------------- building blocks
     def load_pretrained(self, path: str) -> None:
@@ -75,8 +77,13 @@ class Engine:
         report = load_pretrained(self.model, path)
         self.pretrained_report = report
         logger.info("Pretrained weights %s: %s", path, report.summary())
-        if self.mode == "train":
-            self.freeze.check_pretrained(set(report.loaded))
+
+    def _loaded_keys(self) -> set:
+        """State-dict keys that came from a file: Global.pretrained_model and Arch(.Backbone).pretrained."""
+        keys = set(getattr(self.model, "pretrained_keys", ()))
+        if self.pretrained_report is not None:
+            keys |= set(self.pretrained_report.loaded)
+        return keys
 
     def apply_freeze(self, epoch: int, carry_optimizer_state: bool = False) -> None:
         """Put the model in the freeze state of ``epoch`` and (re)build the optimizer for it.

@@ -15,7 +15,7 @@ def setup_logger(log_file: Optional[str] = None, rank: int = 0) -> logging.Logge
     """Configure the ``ppfreeze`` logger once per process; later calls add/replace the file handler."""
     logger = logging.getLogger(LOGGER_NAME)
     logger.setLevel(logging.INFO if rank == 0 else logging.ERROR)
-    logger.propagate = False
+    logger.propagate = False  # paddle installs a root handler: propagating would print every line twice
     fmt = logging.Formatter(_FORMAT, datefmt="%Y/%m/%d %H:%M:%S")
     consoles = [h for h in logger.handlers if getattr(h, "_ppfreeze_console", False)]
     if consoles:

@@ -4,8 +4,7 @@ Importing this package does not import paddle: deploy tools read ``inference.yml
 :mod:`ppfreeze.export.inference_yml` and :mod:`ppfreeze.export.model_files` without the
 training stack. The paddle-backed parts load on first attribute access.
 """
-from importlib import import_module
-from typing import Any
+from ..utils.lazy import lazy_getattr
 
 from .inference_yml import INFERENCE_YML, read_inference_yml
 from .model_files import ModelFiles, find_model_files
@@ -19,11 +18,7 @@ _PADDLE_BACKED = {
     "load_sublayer_weights": "sublayer_weights",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _PADDLE_BACKED:
-        return getattr(import_module(f".{_PADDLE_BACKED[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _PADDLE_BACKED)
 
 
 __all__ = ["INFERENCE_YML", "read_inference_yml", "ModelFiles", "find_model_files", *_PADDLE_BACKED]

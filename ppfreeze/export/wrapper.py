@@ -11,6 +11,8 @@ import paddle.nn.functional as F
 
 from ..config.errors import ConfigError, did_you_mean
 DEFAULT_OUTPUT_KEY = "logits"
+# models whose exported output is not the logits by default (PaddleClas: infer_output_key: features)
+DEFAULT_OUTPUT_KEYS = {"RecModel": "features"}
 
 
 @dataclass
@@ -27,7 +29,7 @@ def split_export_keys(arch_cfg: Dict[str, Any]) -> Tuple[Dict[str, Any], OutputO
     (``infer_output_key: features``): a softmax over features is never wanted.
     """
     arch = copy.deepcopy(arch_cfg)
-    key = arch.pop("infer_output_key", None) or DEFAULT_OUTPUT_KEY
+    key = arch.pop("infer_output_key", None) or DEFAULT_OUTPUT_KEYS.get(arch.get("name"), DEFAULT_OUTPUT_KEY)
     if not isinstance(key, str):
         raise ConfigError("Arch.infer_output_key", f"expected a string such as logits or features, got {key!r}")
     softmax = arch.pop("infer_add_softmax", key != "features")

@@ -1,0 +1,194 @@
+"""Build, extend or prune a retrieval gallery index with an exported recognition model.
+
+    python deploy/python/build_gallery.py -c deploy/configs/build_gallery.yaml \
+        -o Global.rec_inference_model_dir=./inference/rec -o IndexProcess.index_operation=new
+
+``IndexProcess.data_file`` lists ``image_path<TAB>label`` lines (paths relative to
+``image_root``). ``index_operation``: ``new`` builds ``index_dir`` from scratch, ``append``
+adds the listed images to it, ``remove`` drops every item whose label is listed. Features
+are L2-normalised; the index records a hash of the model's weights, so searching it with
+another model is refused. This module also holds the config loading and feature extraction
+that ``predict_rec.py`` shares.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sys
+from typing import Any, Callable, Dict, List, Optional
+
+import numpy as np
+
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # first: our utils.py / predictor.py
+
+from ppfreeze.cli import build_parser  # noqa: E402  (argparse only)
+from ppfreeze.config.errors import ConfigError, did_you_mean  # noqa: E402
+from ppfreeze.config.loader import load_config  # noqa: E402
+from ppfreeze.data import transform  # noqa: E402
+from ppfreeze.retrieval import GalleryIndex, read_gallery_file  # noqa: E402
+from ppfreeze.utils.images import batched  # noqa: E402
+from utils import build_pipeline  # noqa: E402
+
+logger = logging.getLogger("deploy")
+
+# PaddleClas deploy keys (inference_general.yaml / build_gallery yaml) -> default
+GLOBAL_DEFAULTS: Dict[str, Any] = {
+    "rec_inference_model_dir": None, "infer_imgs": None, "batch_size": 32, "use_gpu": False, "gpu_mem": 8000,
+    "gpu_id": 0, "enable_mkldnn": True, "cpu_num_threads": 1, "use_fp16": False, "use_tensorrt": False,
+    "use_onnx": False, "ir_optim": True, "save_results": None,
+}
+INDEX_DEFAULTS: Dict[str, Any] = {
+    "image_root": "", "data_file": None, "index_dir": None, "index_method": "HNSW32", "dist_type": "IP",
+    "embedding_size": None, "delimiter": "\t", "index_operation": "new", "return_k": 5, "score_thres": None,
+}
+OPERATIONS = ("new", "append", "remove")
+SECTIONS = ("Global", "IndexProcess", "RecPreProcess")
+# PaddleClas's inference_general.yaml also drives its detector; those sections do nothing here.
+IGNORED_SECTIONS = ("DetPreProcess", "DetPostProcess", "RecPostProcess")
+IGNORED_GLOBAL_KEYS = ("det_inference_model_dir", "rec_nms_thresold", "threshold", "max_det_results",
+                       "labe_list", "label_list", "image_shape", "enable_benchmark", "enable_profile")
+
+
+# ----------------------------------------------------------------------------- shared with predict_rec
+def load_rec_config(path: str, overrides: Optional[List[str]], required: List[str]) -> Dict[str, Any]:
+    """Load a PaddleClas-style recognition deploy yaml; check its keys, fill defaults.
+
+    Args:
+        required: ``Section.key`` names that must be set (e.g. ``IndexProcess.index_dir``).
+    """
+    cfg = load_config(path, overrides, validate=False)
+    for section in list(cfg):
+        if section in IGNORED_SECTIONS:
+            logger.warning("%s is a PaddleClas section that ppfreeze's recognition tools ignore", section)
+            cfg.pop(section)
+        elif section not in SECTIONS:
+            raise ConfigError(section, f"unknown section in {path}",
+                              f"known: {', '.join(SECTIONS)}.{did_you_mean(section, SECTIONS)}")
+    cfg["Global"] = _with_defaults(cfg.get("Global"), GLOBAL_DEFAULTS, "Global", path, IGNORED_GLOBAL_KEYS)
+    cfg["IndexProcess"] = _with_defaults(cfg.get("IndexProcess"), INDEX_DEFAULTS, "IndexProcess", path)
+    for name in required:
+        section, key = name.split(".")
+        if cfg[section].get(key) in (None, ""):
+            raise ConfigError(name, f"not set in {path}", f"add -o {name}=...")
+    if cfg["Global"]["batch_size"] < 1:
+        raise ConfigError("Global.batch_size", f"must be >= 1, got {cfg['Global']['batch_size']}")
+    return cfg
+
+
+def _with_defaults(section: Any, defaults: Dict[str, Any], name: str, path: str,
+                   ignored: tuple = ()) -> Dict[str, Any]:
+    section = section or {}
+    if not isinstance(section, dict):
+        raise ConfigError(name, f"expected a mapping in {path}, got {type(section).__name__}")
+    for key in list(section):
+        if key in ignored:
+            logger.warning("%s.%s is a PaddleClas key that ppfreeze ignores", name, key)
+            section.pop(key)
+        elif key not in defaults:
+            raise ConfigError(f"{name}.{key}", f"unknown key in {path}",
+                              did_you_mean(key, defaults).strip() or f"known: {', '.join(defaults)}")
+    return {**defaults, **{k: v for k, v in section.items() if v is not None}}
+
+
+class FeatureExtractor:
+    """Image paths -> L2-normalised features with the exported model and its preprocessing."""
+
+    def __init__(self, cfg: Dict[str, Any]):
+        from predictor import Predictor
+        glob = cfg["Global"]
+        model_dir = glob["rec_inference_model_dir"]
+        self.ops, _ = build_pipeline({"PreProcess": cfg.get("RecPreProcess")}, model_dir)
+        self.predictor = Predictor(model_dir, use_gpu=glob["use_gpu"], gpu_mem=glob["gpu_mem"], gpu_id=glob["gpu_id"],
+                                   enable_mkldnn=glob["enable_mkldnn"], cpu_num_threads=glob["cpu_num_threads"],
+                                   use_fp16=glob["use_fp16"], use_tensorrt=glob["use_tensorrt"],
+                                   use_onnx=glob["use_onnx"], ir_optim=glob["ir_optim"],
+                                   max_batch_size=glob["batch_size"])
+        self.batch_size = glob["batch_size"]
+        self.model_hash = weights_hash(self.predictor.files)
+
+    def __call__(self, paths: List[str], progress: Optional[Callable[[int, int], None]] = None) -> np.ndarray:
+        feats = []
+        for chunk in batched(list(paths), self.batch_size):
+            batch = np.stack([transform(_read(p), self.ops) for p in chunk])
+            feats.append(np.asarray(self.predictor.run(batch), dtype=np.float32).reshape(len(chunk), -1))
+            if progress:
+                progress(sum(len(f) for f in feats), len(paths))
+        return l2_normalize(np.concatenate(feats)) if feats else np.empty((0, 0), np.float32)
+
+
+def l2_normalize(feats: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero)."""
+    norms = np.linalg.norm(feats, axis=1, keepdims=True)
+    return feats / np.maximum(norms, 1e-12)
+
+
+def weights_hash(files: Any) -> str:
+    """sha256 of the exported weights (or ONNX file): ties an index to the model that built it."""
+    path = files.params_file or files.onnx_file
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+# ----------------------------------------------------------------------------- gallery building
+def progress_bar(done: int, total: int, width: int = 30) -> None:
+    """One self-overwriting line on stderr: ``[=====>    ] 120/240 images``."""
+    filled = width * done // max(total, 1)
+    sys.stderr.write(f"\r[{'=' * filled}{'>' if filled < width else ''}{' ' * (width - filled - 1)}] "
+                     f"{done}/{total} images")
+    if done >= total:
+        sys.stderr.write("\n")
+    sys.stderr.flush()
+
+
+def build_gallery(cfg: Dict[str, Any]) -> GalleryIndex:
+    """Run ``IndexProcess.index_operation`` and save the index; returns it."""
+    ip = cfg["IndexProcess"]
+    operation = ip["index_operation"]
+    if operation not in OPERATIONS:
+        raise ConfigError("IndexProcess.index_operation", f"expected one of {OPERATIONS}, got {operation!r}",
+                          did_you_mean(str(operation), OPERATIONS).strip() or None)
+    entries = read_gallery_file(ip["data_file"], ip["image_root"], ip["delimiter"],
+                                check_images=operation != "remove")
+    extractor = FeatureExtractor(cfg)
+    if operation == "new":
+        index = GalleryIndex.create(ip["embedding_size"], ip["index_method"], ip["dist_type"])
+    else:
+        index = GalleryIndex.load(ip["index_dir"], extractor.model_hash, ip["embedding_size"])
+    if operation == "remove":
+        removed = index.remove(labels=[label for _, label in entries])
+        logger.info("removed %d items (%d labels listed)", removed, len({label for _, label in entries}))
+    else:
+        feats = extractor([path for path, _ in entries], progress_bar)
+        index.add(feats, [label for _, label in entries])
+    index.save(ip["index_dir"], model_hash=extractor.model_hash)
+    logger.info("%s: %d items in %s (%s, %s)", operation, len(index), ip["index_dir"], ip["index_method"],
+                ip["dist_type"])
+    return index
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser("Build / append to / remove from a retrieval gallery index.").parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(levelname)s: %(message)s")
+    try:
+        cfg = load_rec_config(args.config, args.override,
+                              ["Global.rec_inference_model_dir", "IndexProcess.data_file",
+                               "IndexProcess.index_dir", "IndexProcess.embedding_size"])
+        build_gallery(cfg)
+    except ConfigError as e:
+        print(f"ppfreeze: configuration error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
