@@ -510,3 +510,31 @@ def test_audit_should_check_follows_verify():
     assert end.should_check(3, False, True) and not end.should_check(3, True, False)
     assert epoch.should_check(3, True, False) and not epoch.should_check(3, False, False)
     assert every.should_check(20, False, False) and not every.should_check(21, True, False)
+
+
+def test_frozen_gradients_do_not_count_in_global_norm_clipping():
+    """lr_zero / clear_grad compute gradients for frozen params; they must not scale the clip of
+    trainable ones (stop_gradient frozen params have no gradient at all: the reference)."""
+    import numpy as np
+    import paddle
+    from _tiny_model import TinyNet
+    from ppfreeze.freeze import build_freeze_plan
+
+    def fc_update(method):
+        paddle.seed(3)
+        model = TinyNet()
+        plan = build_freeze_plan({"until": "stage2", "method": method}, model)
+        plan.apply(model, 1)
+        opt = paddle.optimizer.SGD(learning_rate=0.1, parameters=[p for _, p in plan.optimizer_parameters(model)],
+                                   grad_clip=paddle.nn.ClipGradByGlobalNorm(1e-3))
+        before = model.fc.weight.numpy().copy()
+        x = paddle.to_tensor(np.random.RandomState(0).rand(4, 3, 16, 16).astype("float32"))
+        model(x).sum().backward()
+        plan.after_backward(model)
+        opt.step()
+        return model.fc.weight.numpy() - before
+
+    reference = fc_update("stop_gradient")
+    assert np.abs(reference).max() > 0
+    for method in ("lr_zero", "clear_grad"):
+        np.testing.assert_allclose(fc_update(method), reference, rtol=1e-5, atol=1e-9, err_msg=method)

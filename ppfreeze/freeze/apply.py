@@ -21,6 +21,7 @@ class ModelDefaults:
     stop_gradient: Dict[str, bool]
     learning_rate: Dict[str, float]
     use_global_stats: Dict[str, Any]
+    need_clip: Dict[str, bool]
 
     @classmethod
     def capture(cls, model: paddle.nn.Layer, index: ModelIndex) -> "ModelDefaults":
@@ -31,6 +32,7 @@ class ModelDefaults:
             stop_gradient={n: bool(p.stop_gradient) for n, p in params.items()},
             learning_rate={n: float(p.optimize_attr.get("learning_rate", 1.0)) for n, p in params.items()},
             use_global_stats={n: index.layers[n]._use_global_stats for n in index.bn_layers},
+            need_clip={n: bool(getattr(p, "need_clip", True)) for n, p in params.items()},
         )
 
 
@@ -60,6 +62,9 @@ def apply_state(model: paddle.nn.Layer, state: FreezeState, defaults: ModelDefau
 
 def _apply_param(param: paddle.Tensor, p: ParamState, defaults: ModelDefaults, name: str) -> None:
     param.stop_gradient = defaults.stop_gradient[name] or p.stop_gradient
+    # gradients of frozen parameters (lr_zero / clear_grad still compute them) must not shrink
+    # the trainable ones through a global-norm clip
+    param.need_clip = defaults.need_clip[name] and not p.frozen
     base = defaults.learning_rate[name]
     if not p.frozen:
         param.optimize_attr["learning_rate"] = base * p.lr_mult
