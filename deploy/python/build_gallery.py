@@ -23,13 +23,12 @@ import numpy as np
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # first: our utils.py / predictor.py
 
-from ppfreeze.cli import build_parser  # noqa: E402  (argparse only)
 from ppfreeze.config.errors import ConfigError, did_you_mean  # noqa: E402
 from ppfreeze.config.loader import load_config  # noqa: E402
 from ppfreeze.data import transform  # noqa: E402
 from ppfreeze.retrieval import GalleryIndex, read_gallery_file  # noqa: E402
 from ppfreeze.utils.images import batched  # noqa: E402
-from utils import build_pipeline  # noqa: E402
+from utils import build_pipeline, run_deploy  # noqa: E402
 
 logger = logging.getLogger("deploy")
 
@@ -177,18 +176,10 @@ def build_gallery(cfg: Dict[str, Any]) -> GalleryIndex:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser("Build / append to / remove from a retrieval gallery index.").parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(levelname)s: %(message)s")
-    try:
-        cfg = load_rec_config(args.config, args.override,
-                              ["Global.rec_inference_model_dir", "IndexProcess.data_file",
-                               "IndexProcess.index_dir", "IndexProcess.embedding_size"])
-        build_gallery(cfg)
-    except ConfigError as e:
-        print(f"ppfreeze: configuration error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
+    required = ["Global.rec_inference_model_dir", "IndexProcess.data_file", "IndexProcess.index_dir",
+                "IndexProcess.embedding_size"]
+    return run_deploy("Build / append to / remove from a retrieval gallery index.",
+                      lambda args: load_rec_config(args.config, args.override, required), build_gallery, argv)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -20,12 +20,10 @@ import numpy as np
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # first: our utils.py / predictor.py
 
-from ppfreeze.cli import build_parser  # noqa: E402  (argparse only)
-from ppfreeze.config.errors import ConfigError  # noqa: E402
 from ppfreeze.data import transform  # noqa: E402
 from ppfreeze.utils.images import batched, list_images  # noqa: E402
 from ppfreeze.utils.io import atomic_write_json  # noqa: E402
-from utils import build_pipeline, load_deploy_config  # noqa: E402
+from utils import build_pipeline, load_deploy_config, run_deploy  # noqa: E402
 
 logger = logging.getLogger("deploy")
 
@@ -99,15 +97,8 @@ class _Timer:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser("Classify images with an exported model (paddle.inference).").parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(levelname)s: %(message)s")
-    try:
-        predict(load_deploy_config(args.config, args.override))
-    except ConfigError as e:
-        print(f"ppfreeze: configuration error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
+    return run_deploy("Classify images with an exported model (paddle.inference).",
+                      lambda args: load_deploy_config(args.config, args.override), predict, argv)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -17,8 +17,7 @@ from typing import Any, Dict, List, Optional
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from build_gallery import FeatureExtractor, load_rec_config  # noqa: E402  (also sets sys.path)
-from ppfreeze.cli import build_parser  # noqa: E402
-from ppfreeze.config.errors import ConfigError  # noqa: E402
+from utils import run_deploy  # noqa: E402
 from ppfreeze.retrieval import Searcher  # noqa: E402
 from ppfreeze.utils.images import list_images  # noqa: E402
 from ppfreeze.utils.io import atomic_write_json  # noqa: E402
@@ -45,16 +44,9 @@ def predict(cfg: Dict[str, Any]) -> List[Dict[str, Any]]:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser("Retrieve gallery labels for query images (paddle.inference + faiss).").parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(levelname)s: %(message)s")
-    try:
-        predict(load_rec_config(args.config, args.override,
-                                ["Global.infer_imgs", "Global.rec_inference_model_dir", "IndexProcess.index_dir"]))
-    except ConfigError as e:
-        print(f"ppfreeze: configuration error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
+    required = ["Global.infer_imgs", "Global.rec_inference_model_dir", "IndexProcess.index_dir"]
+    return run_deploy("Retrieve gallery labels for query images (paddle.inference + faiss).",
+                      lambda args: load_rec_config(args.config, args.override, required), predict, argv)
 
 if __name__ == "__main__":
     sys.exit(main())

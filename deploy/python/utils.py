@@ -111,3 +111,20 @@ def build_pipeline(cfg: Dict[str, Any], model_dir: str) -> Tuple[List[Callable],
     if id_map and not os.path.isabs(id_map):
         component["class_id_map_file"] = os.path.join(base, id_map)
     return ops, POSTPROCESS.build(component, post_key)
+
+
+def run_deploy(description: str, load: Callable[[Any], Dict[str, Any]], job: Callable[[Dict[str, Any]], Any],
+               argv: Optional[List[str]] = None) -> int:
+    """Shared ``main`` of the deploy scripts: -c/-o, logging, a config mistake exits 2 with one line.
+
+    ``load(args)`` turns the parsed arguments into the checked config; ``job(cfg)`` runs.
+    """
+    from ppfreeze.cli import build_parser
+    args = build_parser(description).parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(levelname)s: %(message)s")
+    try:
+        job(load(args))
+    except ConfigError as e:
+        print(f"ppfreeze: configuration error: {e}", file=sys.stderr)
+        return 2
+    return 0

@@ -37,3 +37,17 @@ class ConfigError(ValueError):
         if hint:
             text += f" ({hint})"
         super().__init__(text)
+
+
+def check_mapping(cfg: object, key: str, known, example: str, what: str = "key") -> None:
+    """Raise a ConfigError unless ``cfg`` is a dict whose keys are all in ``known``.
+
+    ``example`` shows the expected shape (e.g. ``{num_workers: 0}``); unknown keys get a
+    did-you-mean over ``known``.
+    """
+    if not isinstance(cfg, dict):
+        raise ConfigError(key, f"expected a mapping such as {example}, got {cfg!r}")
+    for name in cfg:
+        if name not in known:
+            raise ConfigError(f"{key}.{name}", f"unknown {what}",
+                              f"accepted: {', '.join(known)}.{did_you_mean(name, known)}")

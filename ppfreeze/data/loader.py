@@ -16,7 +16,7 @@ import numpy as np
 import paddle
 from paddle.io.dataloader.collate import default_collate_fn
 
-from ..config.errors import ConfigError, did_you_mean
+from ..config.errors import ConfigError, check_mapping, did_you_mean
 from . import dataset as _datasets  # noqa: F401  (registers the datasets)
 from .preprocess import nest_config_error
 from .registry import BATCH_OPS, DATASETS, SAMPLERS
@@ -155,13 +155,8 @@ def _build_sampler(sampler_cfg: Dict[str, Any], key: str, dataset: Any, seed: in
 
 def _loader_options(loader_cfg: Optional[Dict[str, Any]], key: str) -> Dict[str, Any]:
     loader_cfg = loader_cfg or {}
-    if not isinstance(loader_cfg, dict):
-        raise ConfigError(key, f"expected a mapping such as {{num_workers: 0, use_shared_memory: true}}, "
-                               f"got {loader_cfg!r}")
-    for name in loader_cfg:
-        if name not in _LOADER_DEFAULTS:
-            raise ConfigError(f"{key}.{name}", "unknown loader option",
-                              f"accepted: {', '.join(_LOADER_DEFAULTS)}.{did_you_mean(name, _LOADER_DEFAULTS)}")
+    check_mapping(loader_cfg, key, list(_LOADER_DEFAULTS), "{num_workers: 0, use_shared_memory: true}",
+                  "loader option")
     options = {**_LOADER_DEFAULTS, **loader_cfg}
     workers = options["num_workers"]
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:

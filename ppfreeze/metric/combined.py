@@ -3,8 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from ..config.errors import ConfigError
-from ..utils.builder import split_component
+from ..utils.builder import build_list
 from .registry import METRICS
 
 MetricFn = Callable[[Any, Any], Dict[str, float]]
@@ -54,13 +53,5 @@ def build_metrics(metric_cfgs: Optional[List[Any]], key: str) -> Optional[Combin
     """
     if not metric_cfgs:
         return None
-    if not isinstance(metric_cfgs, list):
-        raise ConfigError(key, f"expected a list of metrics, got {type(metric_cfgs).__name__} {metric_cfgs!r}",
-                          "write each metric as a list item: '- TopkAcc: {topk: [1, 5]}'")
-    named = []
-    for index, cfg in enumerate(metric_cfgs):
-        item_key = f"{key}.{index}"
-        name, kwargs = split_component(cfg, item_key)
-        METRICS.get(name, item_key)  # unknown names fail here, naming the list item
-        named.append((name, METRICS.build({name: kwargs}, f"{item_key}.{name}")))
+    named = build_list(METRICS, metric_cfgs, key, "- TopkAcc: {topk: [1, 5]}")
     return CombinedMetric(named)

@@ -21,7 +21,7 @@ import paddle
 from ..config.errors import ConfigError
 from ..engine.runtime import world_size
 from ..metric.registry import METRICS
-from ..utils.builder import split_component
+from ..utils.builder import build_list
 from .metrics import mean_average_precision, recall_at_k
 
 logger = logging.getLogger("ppfreeze")
@@ -104,14 +104,9 @@ def build_retrieval_metrics(metric_cfgs: Any, key: str) -> List[RetrievalMetric]
     if not metric_cfgs:
         raise ConfigError(key, "no metric configured for retrieval evaluation",
                           "add e.g. Metric: {Eval: [{Recallk: {topk: [1, 5]}}, {mAP: {}}]}")
-    if not isinstance(metric_cfgs, list):
-        raise ConfigError(key, f"expected a list of metrics, got {type(metric_cfgs).__name__} {metric_cfgs!r}",
-                          "write each metric as a list item: '- Recallk: {topk: [1, 5]}'")
     metrics = []
-    for index, item in enumerate(metric_cfgs):
+    for index, (name, metric) in enumerate(build_list(METRICS, metric_cfgs, key, "- Recallk: {topk: [1, 5]}")):
         item_key = f"{key}.{index}"
-        name, kwargs = split_component(item, item_key)
-        metric = METRICS.build({name: kwargs}, f"{item_key}.{name}")
         if not isinstance(metric, RetrievalMetric):
             raise ConfigError(f"{item_key}.{name}", f"{name} is not a retrieval metric",
                               "with Global.eval_mode: retrieval use Recallk and mAP")
@@ -144,7 +139,7 @@ def _eval_sections(loader_cfg: Dict[str, Any]) -> Dict[str, Any]:
         if not isinstance(section, dict) or not isinstance(section.get("dataset"), dict):
             present = ", ".join(k for k in eval_cfg if isinstance(eval_cfg[k], dict)) or "none"
             raise ConfigError(f"{EVAL_KEY}.{side}", f"missing (or without a dataset); sections present: {present}",
-                              f"retrieval evaluation ranks DataLoader.Eval.Query against DataLoader.Eval.Gallery; "
+                              "retrieval evaluation ranks DataLoader.Eval.Query against DataLoader.Eval.Gallery; "
                               f"give both (the same dataset twice for leave-one-out evaluation)")
     return eval_cfg
 

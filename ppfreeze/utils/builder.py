@@ -72,6 +72,23 @@ class Registry:
             raise ConfigError(key, f"cannot build {self.kind} '{name}' with {kwargs}: {e}") from e
 
 
+def build_list(registry: Registry, cfgs: Any, key: str, example: str) -> List[Tuple[str, Any]]:
+    """Build a PaddleClas component list (``[{TopkAcc: {topk: [1, 5]}}, ...]``) as (name, object) pairs.
+
+    ``example`` is a list item shown when ``cfgs`` is not a list, e.g. ``'- TopkAcc: {topk: [1, 5]}'``.
+    """
+    if not isinstance(cfgs, list):
+        raise ConfigError(key, f"expected a list, got {type(cfgs).__name__} {cfgs!r}",
+                          f"write each entry as a list item: {example!r}")
+    built = []
+    for index, item in enumerate(cfgs):
+        item_key = f"{key}.{index}"
+        name, kwargs = split_component(item, item_key)
+        registry.get(name, item_key)  # unknown names fail here, naming the list item
+        built.append((name, registry.build({name: kwargs}, f"{item_key}.{name}")))
+    return built
+
+
 def check_kwargs(factory: Callable, kwargs: Dict[str, Any], key: str, name: str) -> None:
     """Raise a ConfigError for keyword arguments the factory does not accept."""
     target = factory.__init__ if inspect.isclass(factory) else factory

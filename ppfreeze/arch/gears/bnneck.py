@@ -11,7 +11,7 @@ from typing import Any, Dict, Optional
 import paddle
 import paddle.nn as nn
 
-from ...config.errors import ConfigError, did_you_mean
+from ...config.errors import ConfigError, check_mapping
 from ...config.expr import to_number
 from ...utils.builder import Registry
 from .registry import GEARS
@@ -28,13 +28,7 @@ def param_attr_from_config(cfg: Optional[Dict[str, Any]], key: str) -> Optional[
     """``{initializer: {name: Constant, value: 1.0}, learning_rate: 1.0, trainable: true}`` -> ParamAttr."""
     if cfg is None:
         return None
-    if not isinstance(cfg, dict):
-        raise ConfigError(key, f"expected a mapping such as {{initializer: {{name: Constant, value: 1.0}}}}, "
-                               f"got {cfg!r}")
-    for name in cfg:
-        if name not in _ATTR_KEYS:
-            raise ConfigError(f"{key}.{name}", "unknown parameter attribute",
-                              f"accepted: {', '.join(_ATTR_KEYS)}.{did_you_mean(name, _ATTR_KEYS)}")
+    check_mapping(cfg, key, _ATTR_KEYS, "{initializer: {name: Constant, value: 1.0}}", "parameter attribute")
     initializer = cfg.get("initializer")
     trainable = cfg.get("trainable", True)
     if not isinstance(trainable, bool):
