@@ -538,3 +538,12 @@ def test_frozen_gradients_do_not_count_in_global_norm_clipping():
     assert np.abs(reference).max() > 0
     for method in ("lr_zero", "clear_grad"):
         np.testing.assert_allclose(fc_update(method), reference, rtol=1e-5, atol=1e-9, err_msg=method)
+
+
+def test_cache_features_true_is_refused_not_ignored():
+    import pytest
+    from ppfreeze.config import ConfigError
+    from ppfreeze.freeze import parse_freeze_spec
+    with pytest.raises(ConfigError, match="not implemented"):
+        parse_freeze_spec({"until": "stage1", "cache_features": True}, "Freeze")
+    assert parse_freeze_spec({"until": "stage1", "cache_features": False}, "Freeze").cache_features is False

@@ -140,7 +140,7 @@ def _eval_sections(loader_cfg: Dict[str, Any]) -> Dict[str, Any]:
             present = ", ".join(k for k in eval_cfg if isinstance(eval_cfg[k], dict)) or "none"
             raise ConfigError(f"{EVAL_KEY}.{side}", f"missing (or without a dataset); sections present: {present}",
                               "retrieval evaluation ranks DataLoader.Eval.Query against DataLoader.Eval.Gallery; "
-                              f"give both (the same dataset twice for leave-one-out evaluation)")
+                              "give both (the same dataset twice for leave-one-out evaluation)")
     return eval_cfg
 
 
