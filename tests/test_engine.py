@@ -153,3 +153,30 @@ def test_eval_and_infer_tools(make_config, demo_root, capsys):
                  os.path.join(demo_root, "label_list.txt") + "}"]
     assert load_tool("infer").main(["-c", path] + infer_cfg) == 0
     assert "label_names" in capsys.readouterr().out
+
+
+def test_ema_is_tracked_evaluated_saved_and_resumed_exactly(make_config, tmp_path):
+    cfg, path = make_config(epochs=2, max_train_steps=3)
+    ema = ["EMA.decay=0.5"]
+    engine = Engine(load_config(path, ema), "train")
+    engine.train()
+    out = os.path.join(cfg["Global"]["output_dir"], "ResNet18")
+    assert os.path.isfile(os.path.join(out, "best_model_ema.pdparams"))
+    weights, averaged = params_of(os.path.join(out, "epoch_2")), paddle.load(os.path.join(out, "epoch_2.pdema"))
+    assert not np.array_equal(weights["fc.weight"], np.array(averaged["fc.weight"]))
+    assert "[EMA]" in open(os.path.join(out, "train.log")).read()
+
+    resumed_dir = str(tmp_path / "resumed_ema")
+    Engine(load_config(path, ema + [f"Global.checkpoints={out}/epoch_1", f"Global.output_dir={resumed_dir}"]),
+           "train").train()
+    again = paddle.load(os.path.join(resumed_dir, "ResNet18", "epoch_2.pdema"))
+    for k in averaged:
+        assert np.array_equal(np.array(averaged[k]), np.array(again[k])), k
+
+
+def test_ema_decay_is_validated(make_config):
+    cfg, path = make_config(epochs=1, max_train_steps=1)
+    with pytest.raises(ConfigError, match="EMA.decay"):
+        Engine(load_config(path, ["EMA.decay=1.5"]), "train").train()
+    with pytest.raises(ConfigError, match="Did you mean: decay"):
+        Engine(load_config(path, ["EMA.decy=0.9"]), "train").train()

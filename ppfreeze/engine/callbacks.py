@@ -82,6 +82,30 @@ class FreezeCallback(Callback):
         engine.freeze_summary = summary
 
 
+class EMACallback(Callback):
+    """Updates the weight EMA each step; evaluates it after each eval and keeps ``best_model_ema``."""
+
+    def __init__(self, ema):
+        self.ema = ema
+
+    def on_step_end(self, engine, step: Dict[str, Any]) -> None:
+        self.ema.update(engine._bare_model())
+
+    def on_epoch_end(self, engine, epoch: int, eval_metrics) -> None:
+        if not eval_metrics:
+            return
+        model = engine._bare_model()
+        with self.ema.applied(model):
+            metrics = engine.eval(epoch)
+            value = metrics.get(engine.metric_key, -math.inf)
+            logger.info("[Eval][Epoch %d][EMA]%s", epoch, ", ".join(f"{k}: {v:.5f}" for k, v in metrics.items()))
+            if value > engine.best_metric_ema:
+                engine.best_metric_ema = value
+                if engine.is_main:  # the EMA weights are loaded right now: save them as a plain model
+                    engine.save("best_model_ema", epoch)
+                    logger.info("Saved best EMA model (%s %.5f)", engine.metric_key, value)
+
+
 class LogCallback(Callback):
     """PaddleClas-style progress lines with ips and ETA every ``print_batch_step`` iterations."""
 

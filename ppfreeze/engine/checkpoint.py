@@ -18,7 +18,7 @@ import paddle
 from ..config.errors import ConfigError
 from ..utils.io import atomic_write, file_sha256
 
-SUFFIXES = (".pdparams", ".pdopt", ".pdstates")
+SUFFIXES = (".pdparams", ".pdopt", ".pdstates", ".pdema")
 LR_KEY = "LR_Scheduler"
 
 
@@ -88,13 +88,16 @@ def load_optimizer_state(optimizer: paddle.optimizer.Optimizer, model: paddle.nn
 
 
 def save_checkpoint(prefix: str, model_state: Dict[str, Any], opt_state: Optional[Dict[str, Any]],
-                    states: Dict[str, Any]) -> None:
-    """Write ``prefix.pdparams`` (+ ``.pdopt``) and finally ``prefix.pdstates`` atomically."""
-    atomic_write(prefix + ".pdparams", lambda tmp: paddle.save(model_state, tmp))
-    digests = {".pdparams": file_sha256(prefix + ".pdparams")}
-    if opt_state is not None:
-        atomic_write(prefix + ".pdopt", lambda tmp: paddle.save(opt_state, tmp))
-        digests[".pdopt"] = file_sha256(prefix + ".pdopt")
+                    states: Dict[str, Any], extra: Optional[Dict[str, Any]] = None) -> None:
+    """Write ``prefix.pdparams`` (+ ``.pdopt``, + ``extra`` files such as ``.pdema``) and finally
+    ``prefix.pdstates``, each atomically; ``.pdstates`` records the others' digests."""
+    files = {".pdparams": model_state, ".pdopt": opt_state, **(extra or {})}
+    digests = {}
+    for suffix, obj in files.items():
+        if obj is None:
+            continue
+        atomic_write(prefix + suffix, lambda tmp, obj=obj: paddle.save(obj, tmp))
+        digests[suffix] = file_sha256(prefix + suffix)
     states = dict(states, file_digests=digests)
     atomic_write(prefix + ".pdstates", lambda tmp: paddle.save(states, tmp))
 
@@ -121,6 +124,7 @@ def load_checkpoint(prefix: str, key: str = "Global.checkpoints") -> Dict[str, A
                                    f"({prefix + suffix} does not match its .pdstates record)",
                               "an earlier save was interrupted; resume from the previous epoch_N checkpoint")
     out = {"model": paddle.load(prefix + ".pdparams"), "states": states}
-    if os.path.isfile(prefix + ".pdopt"):
-        out["optimizer"] = paddle.load(prefix + ".pdopt")
+    for suffix, name in ((".pdopt", "optimizer"), (".pdema", "ema")):
+        if suffix in states.get("file_digests", {}):
+            out[name] = paddle.load(prefix + suffix)
     return out

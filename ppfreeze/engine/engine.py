@@ -24,8 +24,9 @@ from ..optim import build_optimizer
 from ..utils.io import atomic_write_json
 from . import checkpoint as ckpt
 from .amp import Amp
-from .callbacks import (CallbackList, CheckpointCallback, FreezeCallback, LogCallback, VisualDLCallback,
-                        values_of)
+from .callbacks import (CallbackList, CheckpointCallback, EMACallback, FreezeCallback, LogCallback,
+                        VisualDLCallback, values_of)
+from .ema import ModelEMA
 from .evaluation import evaluate
 from .logger import setup_logger
 from .runtime import is_main_process, seed_everything, setup_device, world_size
@@ -62,6 +63,8 @@ class Engine:
         self.freeze_epoch = 0
         self.global_step = 0
         self.best_metric, self.best_epoch = -math.inf, 0
+        self.best_metric_ema = -math.inf
+        self.ema: Optional[ModelEMA] = None
         self.metric_key: Optional[str] = None
         self.optimizer = self.lr_scheduler = None
         self.freeze_summary: Optional[str] = None
@@ -120,9 +123,7 @@ class Engine:
         self.train_loss = build_loss(cfg["Loss"]["Train"], "Loss.Train")
         self.train_metrics = build_metrics((cfg.get("Metric") or {}).get("Train"), "Metric.Train")
         self.amp = Amp(cfg.get("AMP"), self.device)
-        if cfg.get("EMA"):
-            raise ConfigError("EMA", "model EMA is not implemented in ppfreeze yet",
-                              "remove the EMA section (training without it is otherwise identical)")
+        self.ema = ModelEMA.from_config(cfg.get("EMA"), self._bare_model())
 
     def _check_labels(self, dataset: Any) -> None:
         """Labels outside [0, class_num) crash deep inside one_hot; say it in config terms."""
@@ -231,9 +232,11 @@ class Engine:
         states = {"epoch": epoch, "global_step": self.global_step, "best_metric": self.best_metric,
                   "best_epoch": self.best_epoch, "metric_key": self.metric_key,
                   "rng_state": paddle.get_rng_state(), "freeze": self.freeze.state_dict(),
-                  "freeze_epoch": self.freeze_epoch}
+                  "freeze_epoch": self.freeze_epoch, "best_metric_ema": self.best_metric_ema}
+        extra = {".pdema": self.ema.state_dict()} if self.ema is not None else None
         ckpt.save_checkpoint(os.path.join(self.output_dir, name), self._bare_model().state_dict(),
-                             ckpt.optimizer_state(self.optimizer, self._bare_model(), self.lr_scheduler), states)
+                             ckpt.optimizer_state(self.optimizer, self._bare_model(), self.lr_scheduler), states,
+                             extra)
 
     def _resume_or_start(self) -> int:
         path = self.glob.get("checkpoints")
@@ -250,12 +253,23 @@ class Engine:
                               "to fine-tune from weights only, use Global.pretrained_model instead")
         ckpt.load_optimizer_state(self.optimizer, self.model, data["optimizer"], self.lr_scheduler, source=path)
         paddle.set_rng_state(states["rng_state"])
+        self._resume_ema(data, path)
         self.global_step = states["global_step"]
         self.best_metric, self.best_epoch = states["best_metric"], states["best_epoch"]
         self.metric_key = states.get("metric_key")
         logger.info("Resumed from %s: epoch %d done, global step %d, best %s %.5f (epoch %d)", path,
                     states["epoch"], self.global_step, self.metric_key, self.best_metric, self.best_epoch)
         return states["epoch"] + 1
+
+    def _resume_ema(self, data: Dict[str, Any], path: str) -> None:
+        if self.ema is None:
+            return
+        if "ema" in data:
+            self.ema.set_state_dict(data["ema"])
+            self.best_metric_ema = data["states"].get("best_metric_ema", -math.inf)
+        else:
+            self.ema = ModelEMA(self._bare_model(), self.ema.decay)
+            logger.warning("%s has no EMA weights: the EMA restarts from the resumed weights", path)
 
     # ----------------------------------------------------------------- plumbing
     def _bare_model(self) -> paddle.nn.Layer:
@@ -272,9 +286,11 @@ class Engine:
 
     def _build_callbacks(self) -> CallbackList:
         g = self.glob
-        callbacks: List[Any] = [FreezeCallback(self.freeze, FreezeAudit(self._bare_model(), self.freeze)),
-                                LogCallback(g.get("print_batch_step", 10), self.epochs),
-                                CheckpointCallback(g.get("save_interval", 1))]
+        callbacks: List[Any] = [FreezeCallback(self.freeze, FreezeAudit(self._bare_model(), self.freeze))]
+        if self.ema is not None:  # before checkpoints, so they record this epoch's EMA best
+            callbacks.append(EMACallback(self.ema))
+        callbacks += [LogCallback(g.get("print_batch_step", 10), self.epochs),
+                      CheckpointCallback(g.get("save_interval", 1))]
         if g.get("use_visualdl") and self.is_main:
             callbacks.append(VisualDLCallback(os.path.join(self.output_dir, "vdl")))
         return CallbackList(callbacks)
