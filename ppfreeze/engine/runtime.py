@@ -21,7 +21,9 @@ def configure_threads(global_cfg: Dict[str, Any]) -> int:
     """
     n = global_cfg.get("num_threads")
     if n is None:
-        n = int(os.environ.get("OMP_NUM_THREADS", 0)) or (os.cpu_count() or 1)
+        # processes started together by paddle.distributed.launch share the cores
+        local_procs = int(os.environ.get("PADDLE_LOCAL_SIZE", "1") or 1)
+        n = int(os.environ.get("OMP_NUM_THREADS", 0)) or max(1, (os.cpu_count() or 1) // local_procs)
     if n < 1:
         raise ConfigError("Global.num_threads", f"must be >= 1, got {n}")
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):

@@ -149,7 +149,15 @@ def _loader(engine: Any, side: str) -> paddle.io.DataLoader:
     cache = engine.__dict__.setdefault("_eval_loaders", {})
     name = f"Eval.{side}"
     if name not in cache:
-        cache[name] = build_dataloader(engine.config["DataLoader"]["Eval"], side, seed=engine.seed, key=EVAL_KEY)
+        eval_cfg = dict(engine.config["DataLoader"]["Eval"])
+        if world_size() > 1:
+            # ranking needs the whole Query and Gallery: every rank embeds all of it (no shards),
+            # so every rank computes the same, complete metrics
+            section = dict(eval_cfg[side])
+            batch_size = (section.get("sampler") or {}).get("batch_size", 64)
+            section["sampler"] = {"name": "BatchSampler", "batch_size": batch_size, "shuffle": False}
+            eval_cfg[side] = section
+        cache[name] = build_dataloader(eval_cfg, side, seed=engine.seed, key=EVAL_KEY)
     return cache[name]
 
 
@@ -167,5 +175,3 @@ def _warn_unsupported(glob: Dict[str, Any]) -> None:
     if glob.get("feature_normalize", True) is False:
         logger.warning("Global.feature_normalize: false is ignored: retrieval evaluation always ranks by "
                        "cosine similarity (L2-normalised features)")
-    if world_size() > 1:
-        logger.warning("retrieval evaluation runs on each rank's shard of Query/Gallery; metrics are per rank")
