@@ -85,3 +85,36 @@ def test_freezing_random_weights_needs_consent(make_config):
     with pytest.raises(ConfigError, match="allow_random_frozen"):
         Engine(load_config(path, ["Freeze.until=stage1"]), "train")
     Engine(load_config(path, ["Freeze.until=stage1", "Freeze.allow_random_frozen=true"]), "train")
+
+
+def _deterministic_config(make_config, epochs=3):
+    cfg, path = make_config(epochs=epochs, eval_during_train=False)
+    ops = cfg["DataLoader"]["Eval"]["dataset"]["transform_ops"]
+    return path, ["DataLoader.Train.dataset.transform_ops=" + json.dumps(ops),
+                  "Freeze.until=stage2", "Freeze.allow_random_frozen=true"]
+
+
+def test_cached_features_train_exactly_like_the_full_forward(make_config, tmp_path):
+    path, overrides = _deterministic_config(make_config)
+    runs = {}
+    for mode in ("auto", "false"):
+        engine = Engine(load_config(path, overrides + [f"Freeze.cache_features={mode}",
+                                                       f"Global.output_dir={tmp_path / mode}"]), "train")
+        engine.train()
+        runs[mode] = {k: np.array(v) for k, v in engine.model.state_dict().items()}
+        if mode == "auto":
+            cache = engine.feature_cache
+            assert cache is not None and cache.verified and cache.enabled
+            assert len(cache.store) == len(engine.train_loader.dataset)  # every image, recorded in epoch 1
+        else:
+            assert engine.feature_cache is None
+    for k in runs["false"]:
+        assert np.array_equal(runs["auto"][k], runs["false"][k]), k
+
+
+def test_random_transforms_disable_the_cache(make_config, caplog):
+    cfg, path = make_config(epochs=2, max_train_steps=1)
+    engine = Engine(load_config(path, ["Freeze.until=stage2", "Freeze.allow_random_frozen=true"]), "train")
+    engine.train()
+    assert engine.feature_cache is None
+    assert "training transforms are random (RandCropImage, RandFlipImage)" in caplog.text

@@ -472,7 +472,7 @@ def test_report_counts_and_flops_share(tmp_path):
     assert rule["bn_layers"] == ["stem.0.bn", "blocks.0.bn", "blocks.1.bn"]
     assert report["method"]["cut_boundary"] == "blocks.1"
     text = format_report(report)
-    assert f"{(stem + b0 + b1) / total:.1%} frozen" in text and "cut: 9" in text and "not implemented" in text
+    assert f"{(stem + b0 + b1) / total:.1%} frozen" in text and "cut: 9" in text and "cached per image" in text
     write_report(report, str(tmp_path / "freeze_report.json"))
     assert json.load(open(tmp_path / "freeze_report.json"))["params"]["frozen"] == frozen
     # the report leaves train/eval flags and BN statistics alone
@@ -540,10 +540,10 @@ def test_frozen_gradients_do_not_count_in_global_norm_clipping():
         np.testing.assert_allclose(fc_update(method), reference, rtol=1e-5, atol=1e-9, err_msg=method)
 
 
-def test_cache_features_true_is_refused_not_ignored():
+def test_cache_features_true_is_refused():
     import pytest
     from ppfreeze.config import ConfigError
     from ppfreeze.freeze import parse_freeze_spec
-    with pytest.raises(ConfigError, match="not implemented"):
+    with pytest.raises(ConfigError, match="not a mode"):
         parse_freeze_spec({"until": "stage1", "cache_features": True}, "Freeze")
     assert parse_freeze_spec({"until": "stage1", "cache_features": False}, "Freeze").cache_features is False

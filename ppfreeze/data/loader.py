@@ -33,6 +33,7 @@ class EpochSeededDataset(paddle.io.Dataset):
         self.dataset = dataset
         self.seed = int(seed)
         self.epoch = 0
+        self.return_index = False  # set by the freeze feature cache, which keys activations by index
 
     def set_epoch(self, epoch: int) -> None:
         """Select the augmentation draws of ``epoch``."""
@@ -55,7 +56,8 @@ class EpochSeededDataset(paddle.io.Dataset):
         sample_seed = derive_seed(self.seed, self.epoch, idx)
         random.seed(sample_seed)
         np.random.seed(sample_seed)
-        return self.dataset[idx]
+        sample = self.dataset[idx]
+        return (*sample, np.int64(idx)) if self.return_index else sample
 
 
 class BatchTransformCollate:

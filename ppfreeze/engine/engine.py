@@ -18,6 +18,7 @@ from ..arch.pretrained import load_pretrained
 from ..config.errors import ConfigError
 from ..config.loader import format_config, save_config
 from ..freeze import FreezeAudit, build_freeze_plan, format_report
+from ..freeze.cache import FeatureCache
 from ..loss import build_loss
 from ..metric import build_metrics
 from ..optim import build_optimizer
@@ -65,6 +66,8 @@ class Engine:
         self.best_metric, self.best_epoch = -math.inf, 0
         self.best_metric_ema = -math.inf
         self.ema: Optional[ModelEMA] = None
+        self.feature_cache: Optional[FeatureCache] = None
+        self.batch_indices: Optional[paddle.Tensor] = None
         self.metric_key: Optional[str] = None
         self.optimizer = self.lr_scheduler = None
         self.freeze_summary: Optional[str] = None
@@ -107,6 +110,11 @@ class Engine:
         if carried is not None:
             ckpt.load_optimizer_state(self.optimizer, self.model, carried, self.lr_scheduler, strict=False)
 
+    def refresh_feature_cache(self) -> None:
+        """A new freeze state (schedule milestone) invalidates recorded prefix activations."""
+        if self.feature_cache is not None or self.freeze.spec.cache_features == "auto":
+            self.feature_cache = FeatureCache.for_engine(self)
+
     def _build_train_parts(self) -> None:
         from ..data import build_dataloader
         cfg = self.config
@@ -136,9 +144,10 @@ class Engine:
     # ----------------------------------------------------------------- training
     def forward(self, images: paddle.Tensor, labels: paddle.Tensor) -> Any:
         """Model forward; retrieval models with margin heads also take the labels."""
-        if getattr(self._bare_model(), "needs_label", False):
-            return self.model(images, labels)
-        return self.model(images)
+        args = (images, labels) if getattr(self._bare_model(), "needs_label", False) else (images,)
+        if self.feature_cache is not None:  # Freeze.cache_features: skip the frozen prefix when possible
+            return self.feature_cache.forward(lambda: self.model(*args), self.batch_indices)
+        return self.model(*args)
 
     def train_step(self, images: paddle.Tensor, labels: paddle.Tensor) -> Tuple[Any, Dict[str, paddle.Tensor]]:
         """One optimisation step; returns the model output and the loss dict."""
@@ -161,6 +170,7 @@ class Engine:
         start_epoch = self._resume_or_start()
         self._wrap_distributed()
         self._write_run_files()
+        self.feature_cache = FeatureCache.for_engine(self) if self.epochs >= start_epoch + 1 else None
         self.callbacks = self._build_callbacks()
         self.callbacks.on_train_begin(self)
         for epoch in range(start_epoch, self.epochs + 1):
@@ -182,6 +192,7 @@ class Engine:
             if it >= self.iters_per_epoch:
                 break
             images, labels = batch[0], batch[1]
+            self.batch_indices = batch[2] if len(batch) > 2 else None
             reader_cost = time.time() - tic
             out, losses = self.train_step(images, labels)
             self.global_step += 1

@@ -19,7 +19,8 @@ from .state import FreezeState
 if TYPE_CHECKING:
     from .plan import FreezePlan
 
-CACHE_FEATURES_NOTE = "accepted and validated; feature caching is not implemented yet, so it has no effect"
+CACHE_FEATURES_NOTE = ("auto: when training starts, a cut prefix with deterministic transforms has its output "
+                       "cached per image (train.log says whether and why not); false: never")
 
 
 def _share(part: float, total: float) -> float:

@@ -245,7 +245,7 @@ def _parse_verify(value: Any, key: str) -> Union[str, int]:
 def _parse_cache_features(value: Any, key: str) -> Union[str, bool]:
     if value not in CACHE_FEATURES or (isinstance(value, int) and not isinstance(value, bool)):
         raise ConfigError(key, f"got {value!r}, expected auto, true or false")
-    if value is True:  # an explicit request must not be silently ignored
-        raise ConfigError(key, "feature caching is not implemented yet",
-                          "use auto or false (auto currently never caches; the report says so)")
+    if value is True:  # "always" cannot be promised: the conditions are checked at run time
+        raise ConfigError(key, "true is not a mode: caching happens whenever it is safe",
+                          "use auto (cache when the frozen prefix is cut and transforms are deterministic) or false")
     return value

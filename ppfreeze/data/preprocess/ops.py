@@ -194,6 +194,8 @@ class RandCropImage:
         backend: "cv2" or "pil" resize.
     """
 
+    is_random = True  # read by Freeze.cache_features: random ops make cached features stale
+
     def __init__(self, size: Size, scale: Optional[Sequence[float]] = None,
                  ratio: Optional[Sequence[float]] = None, interpolation: Union[None, str, int] = None,
                  use_log_aspect: bool = False, backend: str = "cv2"):
@@ -239,6 +241,8 @@ class RandCropImage:
 @OPS.register
 class RandFlipImage:
     """Flip with probability 0.5: ``flip_code`` 1 horizontal, 0 vertical, -1 both (cv2 codes)."""
+
+    is_random = True  # read by Freeze.cache_features: random ops make cached features stale
 
     def __init__(self, flip_code: int = 1):
         if flip_code not in (-1, 0, 1) or isinstance(flip_code, bool):
