@@ -364,5 +364,7 @@ def test_shipped_retrieval_configs_load_and_quick_start_builds():
     arch = {**cfg["Arch"], "Backbone": {"name": cfg["Arch"]["Backbone"]["name"]}}
     model = build_model(arch)
     plan = build_freeze_plan(cfg["Freeze"], model)
-    assert any(n.startswith("backbone.blocks4.") for n in plan.frozen_tensor_names(1))
+    frozen = plan.frozen_tensor_names(1)
+    assert any(n.startswith("backbone.blocks.5.") for n in frozen)  # stage3 of ResNet18
+    assert not any(n.startswith("backbone.blocks.6.") for n in frozen)  # stage4 trains
     assert model.needs_label and cfg["Metric"]["Eval"][0] == {"Recallk": {"topk": [1, 5]}}

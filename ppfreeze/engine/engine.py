@@ -57,7 +57,7 @@ class Engine:
         self.is_main = is_main_process()
         setup_logger(os.path.join(self.output_dir, f"{mode}.log"), rank=0 if self.is_main else 1)
         self.device = setup_device(g.get("device", "auto"))
-        self.seed = g.get("seed", 0) if g.get("seed") is not None else 0
+        self.seed = g.get("seed") if g.get("seed") is not None else 0
         seed_everything(self.seed)
         self.model = build_model(config["Arch"], class_num=g.get("class_num"))
         self.freeze = build_freeze_plan(config.get("Freeze"), self.model)
