@@ -29,11 +29,19 @@ def run_child(args) -> None:
     import numpy as np
 
     from ppfreeze.config import load_config
+    from ppfreeze.engine.runtime import configure_threads
+
+    config = load_config(args.config, [f"Freeze.cache_features={args.mode}", f"Global.epochs={args.epochs}",
+                                       "Global.pretrained_model=null", "Freeze.allow_random_frozen=true",
+                                       "Global.eval_during_train=false", f"Global.output_dir={args.out}"])
+    configure_threads(config["Global"])  # as tools/train.py does, before paddle is imported
     from ppfreeze.data.demo import ensure_demo_data
     from ppfreeze.engine import Engine
     from ppfreeze.engine.callbacks import Callback
 
     class EpochTimer(Callback):
+        """Training time of each epoch (it runs first: checkpoint saves are not counted)."""
+
         def __init__(self):
             self.seconds, self._t = [], 0.0
 
@@ -43,15 +51,12 @@ def run_child(args) -> None:
         def on_epoch_end(self, engine, epoch, metrics):
             self.seconds.append(time.perf_counter() - self._t)
 
-    config = load_config(args.config, [f"Freeze.cache_features={args.mode}", f"Global.epochs={args.epochs}",
-                                       "Global.pretrained_model=null", "Freeze.allow_random_frozen=true",
-                                       "Global.eval_during_train=false", f"Global.output_dir={args.out}"])
     timer = EpochTimer()
 
     class TimedEngine(Engine):
         def _build_callbacks(self):
             callbacks = super()._build_callbacks()
-            callbacks.callbacks.append(timer)
+            callbacks.callbacks.insert(0, timer)
             return callbacks
 
     engine = TimedEngine(config, "train")

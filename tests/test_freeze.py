@@ -547,3 +547,38 @@ def test_cache_features_true_is_refused():
     with pytest.raises(ConfigError, match="not a mode"):
         parse_freeze_spec({"until": "stage1", "cache_features": True}, "Freeze")
     assert parse_freeze_spec({"until": "stage1", "cache_features": False}, "Freeze").cache_features is False
+
+
+def test_feature_cache_switches_itself_off_when_replay_does_not_match():
+    import numpy as np
+    import paddle
+    from _tiny_model import TinyNet
+    from ppfreeze.freeze import build_freeze_plan
+    from ppfreeze.freeze.cache import FeatureCache
+
+    paddle.seed(0)
+    model = TinyNet()
+    plan = build_freeze_plan({"until": "stage1", "allow_random_frozen": True}, model)
+    plan.apply(model, 1)
+    cache = FeatureCache(model, plan)
+    x = paddle.to_tensor(np.random.RandomState(0).rand(2, 3, 16, 16).astype("float32"))
+    idx = paddle.to_tensor(np.array([0, 1]))
+    model.train()
+    first = cache.forward(lambda: model(x), idx)           # records
+    assert sorted(cache.store) == [0, 1] and not cache.verified
+    assert np.array_equal(cache.forward(lambda: model(x), idx).numpy(), first.numpy()) and cache.verified
+    cache.store[0] = cache.store[0] + 1.0                   # a stale entry: the replay now disagrees
+    cache.verified = False
+    out = cache.forward(lambda: model(x), idx)
+    assert not cache.enabled and not cache.store            # off, memory released
+    assert np.array_equal(out.numpy(), first.numpy())       # the step still used the real forward
+    assert cache.forward(lambda: model(x), idx) is not None and not cache.store  # and records nothing more
+
+
+def test_cache_features_rejects_non_modes():
+    import pytest
+    from ppfreeze.config import ConfigError
+    from ppfreeze.freeze import parse_freeze_spec
+    for bad in (0.0, 1.0, "yes"):
+        with pytest.raises(ConfigError, match="cache_features"):
+            parse_freeze_spec({"until": "stage1", "cache_features": bad}, "Freeze")

@@ -12,7 +12,6 @@ that ``predict_rec.py`` shares.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import sys
@@ -27,7 +26,8 @@ from ppfreeze.config.errors import ConfigError, did_you_mean  # noqa: E402
 from ppfreeze.config.loader import load_config  # noqa: E402
 from ppfreeze.data import transform  # noqa: E402
 from ppfreeze.retrieval import GalleryIndex, read_gallery_file  # noqa: E402
-from ppfreeze.utils.images import batched  # noqa: E402
+from ppfreeze.utils.images import batched, read_bytes  # noqa: E402
+from ppfreeze.utils.io import file_sha256  # noqa: E402
 from utils import build_pipeline, run_deploy  # noqa: E402
 
 logger = logging.getLogger("deploy")
@@ -110,7 +110,7 @@ class FeatureExtractor:
     def __call__(self, paths: List[str], progress: Optional[Callable[[int, int], None]] = None) -> np.ndarray:
         feats = []
         for chunk in batched(list(paths), self.batch_size):
-            batch = np.stack([transform(_read(p), self.ops) for p in chunk])
+            batch = np.stack([transform(read_bytes(p), self.ops) for p in chunk])
             feats.append(np.asarray(self.predictor.run(batch), dtype=np.float32).reshape(len(chunk), -1))
             if progress:
                 progress(sum(len(f) for f in feats), len(paths))
@@ -125,17 +125,8 @@ def l2_normalize(feats: np.ndarray) -> np.ndarray:
 
 def weights_hash(files: Any) -> str:
     """sha256 of the exported weights (or ONNX file): ties an index to the model that built it."""
-    path = files.params_file or files.onnx_file
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_sha256(files.params_file or files.onnx_file)
 
-
-def _read(path: str) -> bytes:
-    with open(path, "rb") as f:
-        return f.read()
 
 
 # ----------------------------------------------------------------------------- gallery building

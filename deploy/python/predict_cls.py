@@ -21,16 +21,12 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..",
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # first: our utils.py / predictor.py
 
 from ppfreeze.data import transform  # noqa: E402
-from ppfreeze.utils.images import batched, list_images  # noqa: E402
+from ppfreeze.utils.images import batched, list_images, read_bytes  # noqa: E402
 from ppfreeze.utils.io import atomic_write_json  # noqa: E402
 from utils import build_pipeline, load_deploy_config, run_deploy  # noqa: E402
 
 logger = logging.getLogger("deploy")
 
-
-def _read(path: str) -> bytes:
-    with open(path, "rb") as f:
-        return f.read()
 
 
 def build_predictor(glob: Dict[str, Any]):
@@ -59,7 +55,7 @@ def predict(cfg: Dict[str, Any]) -> List[Dict[str, Any]]:
     results: List[Dict[str, Any]] = []
     timer = _Timer()
     for paths in batched(list_images(glob["infer_imgs"], "Global.infer_imgs"), glob["batch_size"]):
-        batch = timer.time("preprocess", lambda: np.stack([transform(_read(p), ops) for p in paths]))
+        batch = timer.time("preprocess", lambda: np.stack([transform(read_bytes(p), ops) for p in paths]))
         output = timer.time("inference", lambda: predictor.run(batch))
         batch_results = timer.time("postprocess", lambda: _postprocess(post, output, paths))
         for r in batch_results:

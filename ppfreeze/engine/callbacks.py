@@ -60,7 +60,6 @@ class FreezeCallback(Callback):
     def on_epoch_begin(self, engine, epoch: int) -> None:
         if epoch > engine.freeze_epoch and self.plan.milestone_at(epoch):
             engine.apply_freeze(epoch, carry_optimizer_state=True)
-            engine.refresh_feature_cache()
             logger.info("Freeze schedule: epoch %d milestone applied, optimizer rebuilt with %d parameters",
                         epoch, len(self.plan.optimizer_parameters(engine.model)))
             self.audit.snapshot()

@@ -67,7 +67,6 @@ class Engine:
         self.best_metric_ema = -math.inf
         self.ema: Optional[ModelEMA] = None
         self.feature_cache: Optional[FeatureCache] = None
-        self.batch_indices: Optional[paddle.Tensor] = None
         self.metric_key: Optional[str] = None
         self.optimizer = self.lr_scheduler = None
         self.freeze_summary: Optional[str] = None
@@ -109,11 +108,16 @@ class Engine:
                                                             self.iters_per_epoch)
         if carried is not None:
             ckpt.load_optimizer_state(self.optimizer, self.model, carried, self.lr_scheduler, strict=False)
+        # recorded prefix activations belong to one freeze state; worth it only if it lasts 2+ epochs
+        self.feature_cache = (FeatureCache.for_state(self._bare_model(), self.freeze, self.train_loader)
+                              if self._epochs_in_state(epoch) >= 2 else None)
 
-    def refresh_feature_cache(self) -> None:
-        """A new freeze state (schedule milestone) invalidates recorded prefix activations."""
-        if self.feature_cache is not None or self.freeze.spec.cache_features == "auto":
-            self.feature_cache = FeatureCache.for_engine(self)
+    def _epochs_in_state(self, epoch: int) -> int:
+        """How many epochs from ``epoch`` on train in the freeze state of ``epoch``."""
+        n = 1
+        while epoch + n <= self.epochs and not self.freeze.milestone_at(epoch + n):
+            n += 1
+        return n
 
     def _build_train_parts(self) -> None:
         from ..data import build_dataloader
@@ -142,17 +146,21 @@ class Engine:
                               f"set Arch.class_num to at least {max(labels) + 1}")
 
     # ----------------------------------------------------------------- training
-    def forward(self, images: paddle.Tensor, labels: paddle.Tensor) -> Any:
-        """Model forward; retrieval models with margin heads also take the labels."""
+    def forward(self, images: paddle.Tensor, labels: paddle.Tensor, indices: Optional[paddle.Tensor] = None) -> Any:
+        """Model forward; retrieval models with margin heads also take the labels.
+
+        ``indices`` (dataset positions of the batch) let the Freeze feature cache skip the frozen prefix.
+        """
         args = (images, labels) if getattr(self._bare_model(), "needs_label", False) else (images,)
-        if self.feature_cache is not None:  # Freeze.cache_features: skip the frozen prefix when possible
-            return self.feature_cache.forward(lambda: self.model(*args), self.batch_indices)
+        if self.feature_cache is not None:
+            return self.feature_cache.forward(lambda: self.model(*args), indices)
         return self.model(*args)
 
-    def train_step(self, images: paddle.Tensor, labels: paddle.Tensor) -> Tuple[Any, Dict[str, paddle.Tensor]]:
+    def train_step(self, images: paddle.Tensor, labels: paddle.Tensor,
+                   indices: Optional[paddle.Tensor] = None) -> Tuple[Any, Dict[str, paddle.Tensor]]:
         """One optimisation step; returns the model output and the loss dict."""
         with self.amp.autocast():
-            out = self.forward(images, labels)
+            out = self.forward(images, labels, indices)
             losses = self.train_loss(out, labels)
         self._check_finite(losses["loss"])
         self.amp.backward(losses["loss"])
@@ -170,7 +178,6 @@ class Engine:
         start_epoch = self._resume_or_start()
         self._wrap_distributed()
         self._write_run_files()
-        self.feature_cache = FeatureCache.for_engine(self) if self.epochs >= start_epoch + 1 else None
         self.callbacks = self._build_callbacks()
         self.callbacks.on_train_begin(self)
         for epoch in range(start_epoch, self.epochs + 1):
@@ -192,9 +199,9 @@ class Engine:
             if it >= self.iters_per_epoch:
                 break
             images, labels = batch[0], batch[1]
-            self.batch_indices = batch[2] if len(batch) > 2 else None
+            indices = batch[-1] if self.train_loader.dataset.return_index else None
             reader_cost = time.time() - tic
-            out, losses = self.train_step(images, labels)
+            out, losses = self.train_step(images, labels, indices)
             self.global_step += 1
             batch_cost = time.time() - tic
             values = values_of(losses, self.train_metrics(out, labels) if self.train_metrics else {})

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Dict
+from typing import Any, Dict, Tuple
 
 import paddle
 
@@ -29,12 +29,31 @@ def evaluate(engine, epoch: int = 0) -> Dict[str, float]:
         engine.model.train()
 
 
-def _eval_loader(engine, mode: str = "Eval"):
+def eval_loader(engine, path: Tuple[str, ...] = ("Eval",), single_process: bool = False):
+    """The (cached) loader of ``DataLoader.<path>``, e.g. ``("Eval",)`` or ``("Eval", "Query")``.
+
+    ``single_process``: every rank reads the whole set (retrieval ranks against all of it)
+    instead of its DistributedBatchSampler shard.
+    """
     from ..data import build_dataloader
     cache = engine.__dict__.setdefault("_eval_loaders", {})
-    if mode not in cache:
-        cache[mode] = build_dataloader(engine.config["DataLoader"], mode, seed=engine.seed)
-    return cache[mode]
+    if path not in cache:
+        parent_key = ".".join(("DataLoader",) + path[:-1])
+        parent = engine.config["DataLoader"]
+        for part in path[:-1]:
+            parent = parent[part]
+        if single_process and paddle.distributed.get_world_size() > 1:
+            parent = {**parent, path[-1]: _single_process_section(parent[path[-1]], f"{parent_key}.{path[-1]}")}
+        cache[path] = build_dataloader(parent, path[-1], seed=engine.seed, key=parent_key)
+    return cache[path]
+
+
+def _single_process_section(section: Any, key: str) -> Dict[str, Any]:
+    sampler = section.get("sampler") if isinstance(section, dict) else None
+    if not isinstance(sampler, dict):
+        raise ConfigError(f"{key}.sampler", f"expected a mapping with batch_size, got {sampler!r}")
+    return {**section, "sampler": {"name": "BatchSampler", "batch_size": sampler.get("batch_size", 64),
+                                   "shuffle": False}}
 
 
 def eval_classification(engine) -> Dict[str, float]:
@@ -52,7 +71,7 @@ def eval_classification(engine) -> Dict[str, float]:
     sums: Dict[str, float] = {}
     count = 0
     max_steps = engine.glob.get("max_eval_steps")
-    for it, batch in enumerate(_eval_loader(engine)):
+    for it, batch in enumerate(eval_loader(engine)):
         if max_steps and it >= max_steps:
             break
         images, labels = batch[0], batch[1]

@@ -8,14 +8,10 @@ import numpy as np
 import paddle
 
 from ..config.errors import ConfigError
-from ..utils.images import batched, list_images
+from ..utils.images import batched, list_images, read_bytes
 
 logger = logging.getLogger("ppfreeze")
 
-
-def _read(path: str) -> bytes:
-    with open(path, "rb") as f:
-        return f.read()
 
 
 def predict(engine) -> List[Dict[str, Any]]:
@@ -29,7 +25,7 @@ def predict(engine) -> List[Dict[str, Any]]:
     engine.model.eval()
     results: List[Dict[str, Any]] = []
     for paths in batched(list_images(infer.get("infer_imgs")), infer.get("batch_size", 1)):
-        batch = np.stack([transform(_read(p), ops) for p in paths]).astype("float32")
+        batch = np.stack([transform(read_bytes(p), ops) for p in paths]).astype("float32")
         with paddle.no_grad():
             out = engine.model(paddle.to_tensor(batch))
         if isinstance(out, dict):

@@ -24,42 +24,33 @@ logger = logging.getLogger("ppfreeze")
 MAX_CACHE_BYTES = 2 * 1024 ** 3  # past this the cache stops growing (batches with new images run in full)
 
 
-def cache_blocker(engine: Any) -> Optional[str]:
-    """Why the features of ``engine``'s current freeze state cannot be cached (None if they can)."""
-    plan = engine.freeze
+def cache_blocker(plan: Any, train_ops: List[Any]) -> Optional[str]:
+    """Why the current freeze state's prefix output cannot be cached (None if it can)."""
     if plan.spec.cache_features is False:
         return "cache_features: false"
     boundary = plan.current.cut_boundary
     if boundary is None:
         return "no frozen prefix is cut (method cut / auto with a frozen prefix is required)"
-    random_ops = [type(op).__name__ for op in _train_ops(engine) if _is_random(op)]
-    if random_ops:
-        return f"training transforms are random ({', '.join(random_ops)}): each epoch sees new pixels"
-    layers = dict(engine._bare_model().named_sublayers())
-    for unit in prefix_units(plan, boundary):
-        subs = [layers[unit], *layers[unit].sublayers()]
-        if any(isinstance(sub, paddle.nn.Dropout) for sub in subs):
+    random_ops = [type(op).__name__ for op in train_ops if getattr(op, "is_random", True)]
+    if random_ops or not train_ops:
+        return f"training transforms are random ({', '.join(random_ops) or 'unknown ops'}): each epoch sees new pixels"
+    stats_frozen = set(plan.current.stats_frozen_layers())
+    for unit in plan.index.units_through(boundary):
+        layer = plan.index.layers.get(unit)
+        if layer is None:
+            return f"the frozen prefix has a bare parameter ({unit}) instead of a layer"
+        subs = [(unit, layer)] + [(f"{unit}.{n}", sub) for n, sub in layer.named_sublayers()]
+        if any(isinstance(sub, paddle.nn.Dropout) for _, sub in subs):
             return f"the frozen prefix has dropout ({unit})"
-        if any(hasattr(sub, "_use_global_stats") and sub._use_global_stats is not True for sub in subs):
+        if any(name in plan.index.bn_layers and name not in stats_frozen for name, _ in subs):
             return (f"BN in the frozen prefix ({unit}) normalises with batch statistics, so an image's features "
-                    f"depend on its batch (use bn: frozen or freeze_stats to allow caching)")
+                    f"depend on its batch (use bn: frozen to allow caching)")
     return None
 
 
-def prefix_units(plan: Any, boundary: str) -> List[str]:
-    """The units that run up to and including ``boundary``, in forward order."""
-    units = plan.index.units
-    return units[: units.index(boundary) + 1]
-
-
-def _train_ops(engine: Any) -> List[Any]:
-    dataset = getattr(engine.train_loader.dataset, "dataset", engine.train_loader.dataset)
-    return list(getattr(dataset, "_ops", None) or [None])
-
-
-def _is_random(op: Any) -> bool:
-    # unknown ops (no _ops list, user ops without the flag) count as random unless they say otherwise
-    return op is None or bool(getattr(op, "is_random", type(op).__name__.startswith("Rand")))
+def _train_ops(loader: Any) -> List[Any]:
+    dataset = getattr(loader.dataset, "dataset", loader.dataset)
+    return list(getattr(dataset, "_ops", None) or [])
 
 
 class FeatureCache:
@@ -68,32 +59,36 @@ class FeatureCache:
     def __init__(self, model: paddle.nn.Layer, plan: Any):
         self.model = model
         self.boundary = plan.current.cut_boundary
-        self.layers = dict(model.named_sublayers())
-        self.units = prefix_units(plan, self.boundary)
+        self.layers = plan.index.layers
+        self.units = plan.index.units_through(self.boundary)
         self.store: Dict[int, np.ndarray] = {}
         self.nbytes = 0
         self.verified = False
         self.enabled = True
 
     @classmethod
-    def for_engine(cls, engine: Any) -> Optional["FeatureCache"]:
-        """A cache for the engine's current freeze state, or None (the reason is logged)."""
-        if not engine.freeze.current.frozen_names():
-            return None  # nothing frozen: nothing to say
-        reason = cache_blocker(engine)
-        if reason is not None:
+    def for_state(cls, model: paddle.nn.Layer, plan: Any, loader: Any) -> Optional["FeatureCache"]:
+        """A cache for ``plan``'s current state, or None (the reason is logged).
+
+        Sets ``loader.dataset.return_index`` accordingly: the cache keys activations by index.
+        """
+        reason = cache_blocker(plan, _train_ops(loader)) if plan.current.frozen_names() else ""
+        loader.dataset.return_index = reason is None
+        if reason:
             logger.info("Freeze: frozen features are not cached: %s", reason)
+        if reason is not None:
             return None
-        engine.train_loader.dataset.return_index = True
-        cache = cls(engine._bare_model(), engine.freeze)
+        cache = cls(model, plan)
         logger.info("Freeze: caching the output of '%s' per image; later epochs skip %d frozen units",
                     cache.boundary, len(cache.units))
         return cache
 
     def forward(self, run: Callable[[], Any], indices: Optional[paddle.Tensor]) -> Any:
         """``run()`` the model, replaying recorded activations when every image in the batch has one."""
-        keys = [int(i) for i in np.asarray(indices).reshape(-1)] if indices is not None else []
-        if not self.enabled or not keys or any(k not in self.store for k in keys):
+        if not self.enabled or indices is None:
+            return run()
+        keys = [int(i) for i in np.asarray(indices).reshape(-1)]
+        if any(k not in self.store for k in keys):
             with self._recording(keys):
                 return run()
         cached = paddle.to_tensor(np.stack([self.store[k] for k in keys]))
@@ -106,16 +101,23 @@ class FeatureCache:
         """Replay once beside a normal run; keep caching only if the outputs are bit-identical."""
         model_state = {k: v.numpy().copy() for k, v in self.model.state_dict().items()}
         rng = paddle.get_rng_state()
-        with paddle.no_grad(), self._replaying(cached):
-            replayed = _first_tensor(run()).numpy()
-        self.model.set_state_dict(model_state)  # undo the BN statistics the replay moved
-        paddle.set_rng_state(rng)
+        try:
+            with paddle.no_grad(), self._replaying(cached):
+                replayed = _arrays(run())
+        except Exception as e:  # e.g. a unit that does not take the previous unit's output
+            replayed, error = None, e
+        finally:
+            self.model.set_state_dict(model_state)  # undo the BN statistics the replay moved
+            paddle.set_rng_state(rng)
         out = run()
-        self.verified = np.array_equal(replayed, _first_tensor(out).numpy())
+        self.verified = replayed is not None and len(replayed) == len(_arrays(out)) and all(
+            np.array_equal(a, b) for a, b in zip(replayed, _arrays(out)))
         if not self.verified:
             self.enabled = False
-            logger.warning("Freeze: replaying cached features did not reproduce the model output; caching is "
-                           "off (the model's units may not run one after the other, or the prefix is not deterministic)")
+            self.store.clear()
+            why = f"replay failed: {error}" if replayed is None else "replay did not reproduce the model output"
+            logger.warning("Freeze: %s; caching is off (the model's units may not run one after the other, or "
+                           "the prefix is not deterministic)", why)
         return out
 
     @contextlib.contextmanager
@@ -152,7 +154,8 @@ def _pass_through(x: Any, *args: Any, **kwargs: Any) -> Any:
     return x
 
 
-def _first_tensor(out: Any) -> paddle.Tensor:
+def _arrays(out: Any) -> List[np.ndarray]:
+    """Every tensor of a model output (a tensor or a dict of them) as numpy, in a stable order."""
     if isinstance(out, dict):
-        return out.get("logits", out.get("features", next(iter(out.values()))))
-    return out
+        return [out[k].numpy() for k in sorted(out)]
+    return [out.numpy()]

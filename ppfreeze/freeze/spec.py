@@ -15,7 +15,6 @@ from ..config.expr import to_number
 METHODS = ("auto", "cut", "stop_gradient", "lr_zero", "clear_grad")
 BN_POLICIES = ("frozen", "freeze_stats", "freeze_affine", "train")
 VERIFY_MODES = ("never", "end", "epoch")
-CACHE_FEATURES = ("auto", True, False)
 
 TOP_KEYS = ("until", "stages", "method", "bn", "rules", "lr_mult", "layer_decay", "schedule", "strict",
             "verify", "allow_random_frozen", "cache_features")
@@ -243,8 +242,8 @@ def _parse_verify(value: Any, key: str) -> Union[str, int]:
 
 
 def _parse_cache_features(value: Any, key: str) -> Union[str, bool]:
-    if value not in CACHE_FEATURES or (isinstance(value, int) and not isinstance(value, bool)):
-        raise ConfigError(key, f"got {value!r}, expected auto, true or false")
+    if not (value == "auto" or isinstance(value, bool)):
+        raise ConfigError(key, f"got {value!r}, expected auto or false")
     if value is True:  # "always" cannot be promised: the conditions are checked at run time
         raise ConfigError(key, "true is not a mode: caching happens whenever it is safe",
                           "use auto (cache when the frozen prefix is cut and transforms are deterministic) or false")

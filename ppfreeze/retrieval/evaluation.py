@@ -19,7 +19,7 @@ import numpy as np
 import paddle
 
 from ..config.errors import ConfigError
-from ..engine.runtime import world_size
+from ..engine.evaluation import eval_loader
 from ..metric.registry import METRICS
 from ..utils.builder import build_list
 from .metrics import mean_average_precision, recall_at_k
@@ -119,7 +119,7 @@ def embed_dataset(engine: Any, side: str) -> EmbeddedSet:
     feat_from = engine.glob.get("retrieval_feature_from", "features")
     max_steps = engine.glob.get("max_eval_steps")
     features, labels = [], []
-    for step, batch in enumerate(_loader(engine, side)):
+    for step, batch in enumerate(eval_loader(engine, ("Eval", side), single_process=True)):
         if max_steps and step >= max_steps:
             break
         features.append(_features_of(engine.model(batch[0]), feat_from).numpy().astype(np.float32))
@@ -142,23 +142,6 @@ def _eval_sections(loader_cfg: Dict[str, Any]) -> Dict[str, Any]:
                               "retrieval evaluation ranks DataLoader.Eval.Query against DataLoader.Eval.Gallery; "
                               "give both (the same dataset twice for leave-one-out evaluation)")
     return eval_cfg
-
-
-def _loader(engine: Any, side: str) -> paddle.io.DataLoader:
-    from ..data import build_dataloader
-    cache = engine.__dict__.setdefault("_eval_loaders", {})
-    name = f"Eval.{side}"
-    if name not in cache:
-        eval_cfg = dict(engine.config["DataLoader"]["Eval"])
-        if world_size() > 1:
-            # ranking needs the whole Query and Gallery: every rank embeds all of it (no shards),
-            # so every rank computes the same, complete metrics
-            section = dict(eval_cfg[side])
-            batch_size = (section.get("sampler") or {}).get("batch_size", 64)
-            section["sampler"] = {"name": "BatchSampler", "batch_size": batch_size, "shuffle": False}
-            eval_cfg[side] = section
-        cache[name] = build_dataloader(eval_cfg, side, seed=engine.seed, key=EVAL_KEY)
-    return cache[name]
 
 
 def _features_of(output: Any, feat_from: str) -> paddle.Tensor:

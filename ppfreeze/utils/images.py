@@ -31,3 +31,9 @@ def list_images(path: str, key: str = "Infer.infer_imgs") -> List[str]:
 def batched(items: List[str], batch_size: int) -> List[List[str]]:
     """Split ``items`` into consecutive chunks of ``batch_size``."""
     return [items[i:i + batch_size] for i in range(0, len(items), max(1, batch_size))]
+
+
+def read_bytes(path: str) -> bytes:
+    """The raw file bytes (``DecodeImage`` decodes them, as in PaddleClas)."""
+    with open(path, "rb") as f:
+        return f.read()

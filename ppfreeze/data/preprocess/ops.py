@@ -104,6 +104,8 @@ class DecodeImage:
         backend: "cv2" or "pil" decoder.
     """
 
+    is_random = False  # deterministic: Freeze.cache_features may reuse what it produced
+
     def __init__(self, to_rgb: bool = True, to_np: bool = True, channel_first: bool = False,
                  backend: str = "cv2"):
         if to_np is not True:
@@ -140,6 +142,8 @@ class DecodeImage:
 class ResizeImage:
     """Resize to a fixed ``size`` ([w, h] or int) or so the short side equals ``resize_short``."""
 
+    is_random = False  # deterministic: Freeze.cache_features may reuse what it produced
+
     def __init__(self, size: Optional[Size] = None, resize_short: Optional[int] = None,
                  interpolation: Union[None, str, int] = None, backend: str = "cv2"):
         if resize_short is not None and resize_short != 0:
@@ -168,6 +172,8 @@ class ResizeImage:
 class CropImage:
     """Center crop to ``size`` (int, or [w, h])."""
 
+    is_random = False  # deterministic: Freeze.cache_features may reuse what it produced
+
     def __init__(self, size: Size):
         self.size_wh = _size_wh(size, "size")
 
@@ -194,7 +200,7 @@ class RandCropImage:
         backend: "cv2" or "pil" resize.
     """
 
-    is_random = True  # read by Freeze.cache_features: random ops make cached features stale
+    is_random = True  # a new draw every epoch: Freeze.cache_features must not reuse features
 
     def __init__(self, size: Size, scale: Optional[Sequence[float]] = None,
                  ratio: Optional[Sequence[float]] = None, interpolation: Union[None, str, int] = None,
@@ -242,7 +248,7 @@ class RandCropImage:
 class RandFlipImage:
     """Flip with probability 0.5: ``flip_code`` 1 horizontal, 0 vertical, -1 both (cv2 codes)."""
 
-    is_random = True  # read by Freeze.cache_features: random ops make cached features stale
+    is_random = True  # a new draw every epoch: Freeze.cache_features must not reuse features
 
     def __init__(self, flip_code: int = 1):
         if flip_code not in (-1, 0, 1) or isinstance(flip_code, bool):
@@ -266,6 +272,8 @@ class NormalizeImage:
         output_fp16: return float16.
         channel_num: 3, or 4 to append a zero channel.
     """
+
+    is_random = False  # deterministic: Freeze.cache_features may reuse what it produced
 
     def __init__(self, scale: Union[None, float, str] = None, mean: Optional[Sequence[float]] = None,
                  std: Optional[Sequence[float]] = None, order: str = "chw", output_fp16: bool = False,
@@ -309,6 +317,8 @@ class NormalizeImage:
 @OPS.register
 class ToCHWImage:
     """Transpose an HWC image to CHW."""
+
+    is_random = False  # deterministic: Freeze.cache_features may reuse what it produced
 
     def __init__(self):
         pass  # explicit, so that the builder rejects any argument by name
