@@ -9,6 +9,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_launch_two_cpu_ranks_with_unfreeze_milestone(demo_root, tmp_path):
+    """Stage2 is unfrozen at epoch 2; the engine's rank-consistency check stops the run if the ranks'
+    weights differ after any epoch (they do if DataParallel was built without the later-trainable
+    parameters: verified by disabling that part of Engine._wrap_distributed)."""
     from conftest import tiny_config
     cfg = tiny_config(demo_root, str(tmp_path / "out"), "ResNet18", epochs=2)
     cfg["Global"]["max_train_steps"] = 2

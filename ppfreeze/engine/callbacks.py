@@ -82,6 +82,37 @@ class FreezeCallback(Callback):
         engine.freeze_summary = summary
 
 
+class RankConsistencyCallback(Callback):
+    """Under data parallel, every rank must hold the same weights after each epoch.
+
+    A parameter left out of DataParallel's gradient reduction (e.g. one that was frozen when the
+    wrapper was built and unfrozen later, DESIGN §4) makes the ranks drift apart silently; this
+    compares per-parameter checksums across ranks and stops with the parameter's name. BN
+    running statistics are left out: without SyncBN each rank keeps its own, as in PaddleClas.
+    """
+
+    def on_epoch_end(self, engine, epoch: int, eval_metrics) -> None:
+        names, sums = [], []
+        for name, p in engine._bare_model().named_parameters():
+            if not p.trainable:  # BN running statistics: per-rank by design (no SyncBN)
+                continue
+            names.append(name)
+            sums.append(p.astype("float64").abs().sum())
+        local = paddle.stack(sums)
+        low, high = local.clone(), local.clone()
+        paddle.distributed.all_reduce(low, op=paddle.distributed.ReduceOp.MIN)
+        paddle.distributed.all_reduce(high, op=paddle.distributed.ReduceOp.MAX)
+        differ = (high - low).numpy() != 0
+        if differ.any():
+            bad = [n for n, d in zip(names, differ) if d]
+            raise RanksDiverged(f"after epoch {epoch} the ranks hold different values for {len(bad)} parameters, "
+                                f"e.g. {', '.join(bad[:3])}: they are not being synchronised")
+
+
+class RanksDiverged(RuntimeError):
+    """Data-parallel ranks no longer hold the same weights."""
+
+
 class EMACallback(Callback):
     """Updates the weight EMA each step; evaluates it after each eval and keeps ``best_model_ema``."""
 

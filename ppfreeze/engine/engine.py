@@ -26,7 +26,7 @@ from ..utils.io import atomic_write_json
 from . import checkpoint as ckpt
 from .amp import Amp
 from .callbacks import (CallbackList, CheckpointCallback, EMACallback, FreezeCallback, LogCallback,
-                        VisualDLCallback, values_of)
+                        RankConsistencyCallback, VisualDLCallback, values_of)
 from .ema import ModelEMA
 from .evaluation import evaluate
 from .logger import setup_logger
@@ -309,6 +309,8 @@ class Engine:
             callbacks.append(EMACallback(self.ema))
         callbacks += [LogCallback(g.get("print_batch_step", 10), self.epochs),
                       CheckpointCallback(g.get("save_interval", 1))]
+        if world_size() > 1:
+            callbacks.append(RankConsistencyCallback())
         if g.get("use_visualdl") and self.is_main:
             callbacks.append(VisualDLCallback(os.path.join(self.output_dir, "vdl")))
         return CallbackList(callbacks)

@@ -7,5 +7,6 @@ from typing import Tuple, Type
 def user_facing_errors() -> Tuple[Type[BaseException], ...]:
     """Exceptions whose message is the whole story (divergence, a frozen tensor that moved)."""
     from ..freeze import FrozenTensorChanged
+    from .callbacks import RanksDiverged
     from .engine import TrainingDiverged
-    return (TrainingDiverged, FrozenTensorChanged)
+    return (TrainingDiverged, FrozenTensorChanged, RanksDiverged)
