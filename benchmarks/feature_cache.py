@@ -13,13 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, ROOT)
+
+from _child import run_json_child  # noqa: E402  (benchmarks/ is the script's own folder)
 
 
 def run_child(args) -> None:
@@ -67,10 +68,8 @@ def run_child(args) -> None:
 
 
 def measure(args, mode: str, out: str) -> dict:
-    cmd = [sys.executable, __file__, "--child", "--mode", mode, "-c", args.config, "--epochs", str(args.epochs),
-           "--out", out]
-    stdout = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    return json.loads([ln for ln in stdout.splitlines() if ln.startswith("{")][-1])
+    return run_json_child(__file__, ["--mode", mode, "-c", args.config, "--epochs", str(args.epochs), "--out", out],
+                          cwd=ROOT)
 
 
 def main() -> None:

@@ -13,11 +13,12 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
+
+from _child import run_json_child  # noqa: E402  (benchmarks/ is the script's own folder)
 
 VARIANTS = ["full", "lr_zero", "clear_grad", "stop_gradient", "cut", "forward_only"]
 
@@ -67,10 +68,8 @@ def run_child(args) -> None:
 
 def measure(model: str, variant: str, args) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
-    cmd = [sys.executable, __file__, "--child", "--model", model, "--variant", variant, "--batch", str(args.batch),
-           "--size", str(args.size), "--steps", str(args.steps)]
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
-    return json.loads([ln for ln in out.splitlines() if ln.startswith("{")][-1])
+    return run_json_child(__file__, ["--model", model, "--variant", variant, "--batch", str(args.batch),
+                                     "--size", str(args.size), "--steps", str(args.steps)], env=env)
 
 
 def main() -> None:
