@@ -10,10 +10,11 @@ import paddle.nn as nn
 from ..config.errors import ConfigError
 from ..utils.builder import split_component
 from . import backbone  # noqa: F401  (registers the backbones)
+from .base import ArchModel, contract_violations, model_attr
 from .pretrained import LoadReport, load_pretrained
 from .registry import MODELS
 
-__all__ = ["MODELS", "build_model", "load_pretrained", "LoadReport"]
+__all__ = ["MODELS", "ArchModel", "build_model", "contract_violations", "load_pretrained", "LoadReport", "model_attr"]
 
 logger = logging.getLogger("ppfreeze")
 # PaddleClas Arch keys that shape the exported inference model only
@@ -73,7 +74,7 @@ def _load_arch_pretrained(model: nn.Layer, pretrained: Any, key: str) -> Optiona
         raise ConfigError(key, f"expected false or a path to a .pdparams file, got {pretrained!r}")
     report = load_pretrained(model, pretrained, key)
     logger.info("%s: %s", key, report.summary())
-    model.pretrained_keys = set(report.loaded)  # read by the Freeze pretrained guard
+    model.mark_pretrained(report.loaded)  # read by the Freeze pretrained guard
     return report
 
 

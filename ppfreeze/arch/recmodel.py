@@ -22,6 +22,7 @@ import paddle.nn as nn
 
 from ..config.errors import ConfigError
 from . import build_model
+from .base import ArchModel, model_attr
 from .gears import GEARS
 from .registry import MODELS
 from .utils import stop_after
@@ -30,7 +31,7 @@ BACKBONE_HEAD_STAGE = "head"
 
 
 @MODELS.register
-class RecModel(nn.Layer):
+class RecModel(ArchModel):
     """A retrieval / recognition model built from ``Arch.Backbone``, ``BackboneStopLayer``,
     ``Neck`` and ``Head`` sections.
 
@@ -52,14 +53,26 @@ class RecModel(nn.Layer):
         self.stages = self._stages()
 
     @property
-    def pretrained_keys(self) -> set:
-        """Keys loaded through ``Arch.Backbone.pretrained``, in this model's key space."""
-        return {f"backbone.{k}" for k in getattr(self.backbone, "pretrained_keys", ())}
+    def pretrained_keys(self) -> frozenset:
+        """Keys loaded through ``Arch.pretrained`` or ``Arch.Backbone.pretrained``, in this model's key space."""
+        return super().pretrained_keys | {f"backbone.{k}" for k in self.backbone.pretrained_keys}
 
     @property
     def needs_label(self) -> bool:
         """True when the head applies a label-dependent margin in training."""
         return bool(getattr(self.head, "needs_label", False))
+
+    @property
+    def class_num(self):
+        """The head's width (None without a head)."""
+        return getattr(self.head, "class_num", None) if self.head is not None else None
+
+    @property
+    def num_features(self) -> int:
+        """Width of ``features`` (the embedding)."""
+        if self.neck is not None:
+            return int(getattr(self.neck, "class_num", None) or self.neck.num_features)
+        return int(self.backbone.num_features)
 
     def forward(self, x: paddle.Tensor, label: Optional[paddle.Tensor] = None) -> Dict[str, paddle.Tensor]:
         out = {"backbone": self.backbone(x)}
@@ -72,7 +85,7 @@ class RecModel(nn.Layer):
         return out
 
     def _stages(self) -> Dict[str, List[str]]:
-        backbone_stages = getattr(self.backbone, "stages", None) or {"backbone": [""]}
+        backbone_stages = self.backbone.stages
         stages: Dict[str, List[str]] = OrderedDict()
         for name, units in backbone_stages.items():
             if name != BACKBONE_HEAD_STAGE:

@@ -20,6 +20,7 @@ from paddle.nn.initializer import KaimingNormal
 
 from ...config.errors import ConfigError
 from ...config.expr import to_number
+from ..base import ArchModel
 from ..registry import MODELS
 from .common import check_class_num, number_list, param_attr
 
@@ -94,7 +95,7 @@ class DepthwiseSeparable(nn.Layer):
 
 
 @MODELS.register
-class PPLCNet(nn.Layer):
+class PPLCNet(ArchModel):
     """PP-LCNet at any width ``scale``; the named variants below fix the scale.
 
     Args:

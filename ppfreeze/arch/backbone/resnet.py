@@ -21,6 +21,7 @@ import paddle.nn as nn
 from paddle.nn.initializer import Uniform
 
 from ...config.errors import ConfigError
+from ..base import ArchModel
 from ..registry import MODELS
 from .common import check_class_num, number_list, param_attr
 
@@ -101,7 +102,7 @@ def _projection(in_channels: int, out_channels: int, stride: int, vd: bool, lr_m
     return ConvBNLayer(in_channels, out_channels, 1, stride=stride, is_vd_mode=vd, lr_mult=lr_mult)
 
 
-class ResNet(nn.Layer):
+class ResNet(ArchModel):
     """ResNet backbone + classifier.  Subclasses fix ``depth`` and ``version`` ("vb" or "vd").
 
     Args:

@@ -56,6 +56,7 @@ class BNNeck(nn.Layer):
         if weight_attr is None:
             weight_attr = {"initializer": {"name": "Constant", "value": 1.0}}
         self.flatten = nn.Flatten()
+        self.num_features = int(num_features)
         self.feat_bn = nn.BatchNorm1D(int(num_features), momentum=0.9, epsilon=1e-5,
                                       weight_attr=param_attr_from_config(weight_attr, "weight_attr"),
                                       bias_attr=param_attr_from_config(bias_attr, "bias_attr"),

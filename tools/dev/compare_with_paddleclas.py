@@ -1,0 +1,112 @@
+"""Compare ppfreeze models with PaddleClas's own model code (a local PaddleClas checkout).
+
+Checks, per model name registered in both: identical state-dict keys and shapes, and identical
+eval-mode outputs when PaddleClas's (random) weights are loaded into ours. With --write-manifest
+it records PaddleClas's key/shape manifest, which tests/test_zoo.py checks our models against.
+
+    python tools/dev/compare_with_paddleclas.py --paddleclas ../PaddleClas --models ResNet50 MobileNetV3_small_x1_0
+    python tools/dev/compare_with_paddleclas.py --paddleclas ../PaddleClas --family mobilenet_v3 \
+        --write-manifest tests/manifests/mobilenet_v3.json
+
+PaddleClas is imported from --paddleclas only here (it needs scikit-learn, tqdm, ...; use a venv
+that has them). Nothing of it is copied into ppfreeze.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, ROOT)
+
+
+def paddleclas_models(root: str):
+    sys.path.insert(0, root)
+    from ppcls.utils import logger
+    logger.init_logger()
+    import ppcls.arch.backbone as backbone
+    return backbone
+
+
+def manifest_of(model) -> list:
+    return [f"{k} {','.join(str(int(d)) for d in v.shape)}" for k, v in model.state_dict().items()]
+
+
+def build_lazy(factory, **kwargs):
+    import paddle
+    try:
+        with paddle.LazyGuard():
+            return factory(**kwargs)
+    except Exception:  # some PaddleClas initialisers need real tensors
+        return factory(**kwargs)
+
+
+def compare(name: str, theirs_factory, size: int, class_num: int, check_output: bool) -> dict:
+    import paddle
+    from ppfreeze.arch import build_model
+    paddle.seed(0)
+    theirs = theirs_factory(class_num=class_num)
+    ours = build_model({"name": name, "class_num": class_num})
+    t, o = manifest_of(theirs), manifest_of(ours)
+    result = {"model": name, "keys_equal": t == o, "keys_same_set": sorted(t) == sorted(o)}
+    if not result["keys_same_set"]:
+        result["only_paddleclas"] = sorted(set(t) - set(o))[:10]
+        result["only_ppfreeze"] = sorted(set(o) - set(t))[:10]
+        return result
+    if check_output:
+        ours.set_state_dict(theirs.state_dict())
+        theirs.eval(); ours.eval()
+        x = paddle.to_tensor(np.random.default_rng(0).standard_normal((2, 3, size, size)).astype("float32"))
+        with paddle.no_grad():
+            a, b = theirs(x), ours(x)
+        a = a if isinstance(a, paddle.Tensor) else a[list(a)[0]] if isinstance(a, dict) else a[0]
+        b = b if isinstance(b, paddle.Tensor) else b[list(b)[0]] if isinstance(b, dict) else b[0]
+        result["max_abs_diff"] = float(np.abs(a.numpy() - b.numpy()).max())
+        result["max_abs"] = float(np.abs(a.numpy()).max())
+    return result
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--paddleclas", required=True, help="path of a PaddleClas checkout")
+    p.add_argument("--models", nargs="*", default=[], help="model names (default: every name of --family)")
+    p.add_argument("--family", help="ppfreeze module name under ppfreeze/arch/backbone, e.g. mobilenet_v3")
+    p.add_argument("--size", type=int, default=224, help="input size for the output comparison")
+    p.add_argument("--class-num", type=int, default=1000)
+    p.add_argument("--no-output", action="store_true", help="compare keys and shapes only (large models)")
+    p.add_argument("--write-manifest", help="write PaddleClas's key/shape manifest of the models to this JSON file")
+    args = p.parse_args()
+    theirs = paddleclas_models(os.path.abspath(args.paddleclas))
+    from ppfreeze.arch import MODELS
+    names = list(args.models)
+    if args.family:
+        names += [n for n in MODELS.names() if MODELS.get(n).__module__.endswith("." + args.family)]
+    names = [n for n in dict.fromkeys(names) if hasattr(theirs, n)]
+    if args.write_manifest:
+        sha = subprocess.run(["git", "-C", args.paddleclas, "rev-parse", "HEAD"], capture_output=True,
+                             text=True).stdout.strip() or "unknown"
+        manifest = {"source": f"PaddlePaddle/PaddleClas@{sha[:9]}", "class_num": args.class_num, "models": {}}
+        for name in names:
+            model = build_lazy(getattr(theirs, name), class_num=args.class_num)
+            manifest["models"][name] = manifest_of(model)
+            print(f"{name}: {len(manifest['models'][name])} keys", flush=True)
+        with open(args.write_manifest, "w") as f:
+            json.dump(manifest, f, indent=0)
+            f.write("\n")
+        return 0
+    failed = 0
+    for name in names:
+        r = compare(name, getattr(theirs, name), args.size, args.class_num, not args.no_output)
+        ok = r["keys_equal"] and r.get("max_abs_diff", 0.0) <= 1e-4 * max(1.0, r.get("max_abs", 1.0))
+        failed += not ok
+        print(("OK   " if ok else "FAIL ") + json.dumps(r), flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
