@@ -36,7 +36,8 @@ def run_child(args) -> None:
                                        "Global.pretrained_model=null", "Freeze.allow_random_frozen=true",
                                        "Global.eval_during_train=false", f"Global.output_dir={args.out}"])
     configure_threads(config["Global"])  # as tools/train.py does, before paddle is imported
-    from ppfreeze.data.demo import ensure_demo_data
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    from make_demo_data import ensure_demo_data
     from ppfreeze.engine import Engine
     from ppfreeze.engine.callbacks import Callback
 

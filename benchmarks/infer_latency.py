@@ -102,7 +102,7 @@ def format_table(rows: List[Dict[str, object]]) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    # Paddle pins OMP_NUM_THREADS=1 when unset (DESIGN §4); dygraph must get the same threads.
+    # Paddle pins OMP_NUM_THREADS=1 when unset (docs/design.md); dygraph must get the same threads.
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(args.threads)
     rows: List[Dict[str, object]] = []

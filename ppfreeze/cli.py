@@ -8,7 +8,8 @@ import argparse
 import sys
 from typing import Any, Callable, Dict, List, Optional
 
-from .config import ConfigError, load_config
+from .config import load_config
+from .errors import PPFreezeError, report
 
 EPILOG = """override examples:
   -o Global.epochs=5 -o Global.device=cpu
@@ -37,16 +38,9 @@ def run_tool(parser: argparse.ArgumentParser, job: Callable[[Dict[str, Any], arg
         from .engine.runtime import configure_threads
         configure_threads(config["Global"])
         job(config, args)
-    except ConfigError as e:
-        print(f"ppfreeze: configuration error: {e}", file=sys.stderr)
-        return 2
+    except PPFreezeError as e:  # a user-fixable problem: one message; anything else is a bug (traceback)
+        return report(e)
     except KeyboardInterrupt:
-        print("ppfreeze: interrupted; the last complete checkpoint is kept", file=sys.stderr)
+        print("ppfreeze: interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # known run-time failures get their message, not a traceback
-        from .engine.errors import user_facing_errors
-        if isinstance(e, user_facing_errors()):
-            print(f"ppfreeze: {type(e).__name__}: {e}", file=sys.stderr)
-            return 1
-        raise
     return 0

@@ -1,16 +1,18 @@
 """Shared fixtures: a tiny demo dataset and a tiny training config (32 px, few images)."""
 import copy
 import os
+import sys
 
 import pytest
 import yaml
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools"))
 
 
 @pytest.fixture(scope="session")
 def demo_root(tmp_path_factory):
-    from ppfreeze.data.demo import make_demo_dataset
+    from make_demo_data import make_demo_dataset
     root = str(tmp_path_factory.mktemp("data") / "ppfreeze_demo")
     make_demo_dataset(root, train_per_class=4, val_per_class=2)
     return root

@@ -5,12 +5,8 @@ import pytest
 
 from ppfreeze.arch import MODELS, build_model
 from ppfreeze.arch.pretrained import LoadReport, load_pretrained, state_dict_from_file
-from ppfreeze.arch.utils import model_stages, stage_of, stop_after, sublayer_names_in_order
+from ppfreeze.arch.utils import stop_after
 from ppfreeze.config.errors import ConfigError
-
-SMALL_MODELS = ["ResNet18", "ResNet18_vd", "ResNet34", "ResNet34_vd", "ResNet50", "ResNet50_vd", "ResNet101",
-                "PPLCNet_x0_25", "PPLCNet_x0_5", "PPLCNet_x1_0"]
-
 
 def _input(batch=2, size=32, seed=0):
     rng = np.random.default_rng(seed)
@@ -20,26 +16,6 @@ def _input(batch=2, size=32, seed=0):
 def _all_names(model):
     """Every parameter name (Paddle keeps BN statistics as non-trainable parameters) and buffer."""
     return set(model.state_dict()) | {n for n, _ in model.named_parameters()} | {n for n, _ in model.named_buffers()}
-
-
-@pytest.mark.parametrize("name", SMALL_MODELS)
-def test_output_shape_and_stage_partition(name):
-    paddle.seed(0)
-    model = build_model({"name": name, "class_num": 7})
-    model.eval()
-    assert model(_input()).shape == [2, 7]
-    names = _all_names(model)
-    assert any(n.endswith("_mean") for n in names)  # BN statistics are covered too
-    for n in names:
-        owners = [stage for stage, prefixes in model.stages.items()
-                  if any(n == p or n.startswith(p + ".") for p in prefixes)]
-        assert len(owners) == 1, f"{n} is in stages {owners}"
-        assert stage_of(model.stages, n) == owners[0]
-    # stage prefixes are real sublayers, listed in forward (= registration) order
-    order = sublayer_names_in_order(model)
-    flat = [p for prefixes in model.stages.values() for p in prefixes]
-    assert all(p in order for p in flat)
-    assert [order.index(p) for p in flat] == sorted(order.index(p) for p in flat)
 
 
 @pytest.mark.parametrize("name, expected", [
@@ -213,10 +189,3 @@ def test_registry_lists_requested_models():
     for name in ["ResNet18", "ResNet34", "ResNet50", "ResNet101", "ResNet18_vd", "ResNet34_vd", "ResNet50_vd",
                  "PPLCNet_x0_25", "PPLCNet_x0_5", "PPLCNet_x1_0"]:
         assert name in MODELS
-
-
-def test_model_stages_requires_metadata():
-    assert list(model_stages(build_model({"name": "ResNet18"})))[:2] == ["stem", "stage1"]
-    with pytest.raises(ConfigError) as err:
-        model_stages(paddle.nn.Linear(2, 2), key="Freeze.until")
-    assert err.value.key == "Freeze.until" and "Linear" in str(err.value)

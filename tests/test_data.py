@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ppfreeze.config.errors import ConfigError
-from ppfreeze.data.demo import CLASS_NAMES, ensure_demo_data, make_demo_dataset
+from make_demo_data import CLASS_NAMES, ensure_demo_data, make_demo_dataset
 from ppfreeze.data.postprocess import Topk
 from ppfreeze.data.preprocess import (CropImage, DecodeImage, NormalizeImage, RandCropImage, RandFlipImage,
                                       ResizeImage, ToCHWImage, create_operators, transform)

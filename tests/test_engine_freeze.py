@@ -103,11 +103,13 @@ def test_cached_features_train_exactly_like_the_full_forward(make_config, tmp_pa
         engine.train()
         runs[mode] = {k: np.array(v) for k, v in engine.model.state_dict().items()}
         if mode == "auto":
-            cache = engine.feature_cache
+            cache = engine.freezer.feature_cache
             assert cache is not None and cache.verified and cache.enabled
             assert len(cache.store) == len(engine.train_loader.dataset)  # every image, recorded in epoch 1
+            # epochs 2 and 3 replayed every batch (the first replay is the verified one)
+            assert cache.replays == 2 * engine.iters_per_epoch
         else:
-            assert engine.feature_cache is None
+            assert engine.freezer.feature_cache is None
     for k in runs["false"]:
         assert np.array_equal(runs["auto"][k], runs["false"][k]), k
 
@@ -116,5 +118,5 @@ def test_random_transforms_disable_the_cache(make_config, caplog):
     cfg, path = make_config(epochs=2, max_train_steps=1)
     engine = Engine(load_config(path, ["Freeze.until=stage2", "Freeze.allow_random_frozen=true"]), "train")
     engine.train()
-    assert engine.feature_cache is None
+    assert engine.freezer.feature_cache is None
     assert "training transforms are random (RandCropImage, RandFlipImage)" in caplog.text

@@ -19,7 +19,7 @@ import yaml
 from ppfreeze.arch import MODELS, build_model
 from ppfreeze.config import ConfigError, load_config
 from ppfreeze.data import create_operators, transform
-from ppfreeze.data.demo import make_demo_dataset
+from make_demo_data import make_demo_dataset
 from ppfreeze.export import export_model, find_model_files, read_inference_yml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -353,11 +353,11 @@ def test_unknown_method_and_bad_pq_m_are_config_errors():
         GalleryIndex.create(DIM, "IVFPQ", pq_m=5)
 
 
-def test_ivf_nlist_is_capped_by_training_size():
+def test_ivf_nlist_is_capped_by_training_size(caplog):
     feats, labels = clustered(100)
     index = GalleryIndex.create(DIM, "IVF", nlist=50)
-    with pytest.warns(UserWarning, match="using 2"):
-        index.add(feats, labels)
+    index.add(feats, labels)
+    assert "IndexProcess.nlist=50 is too many clusters for 100 training vectors; using 2" in caplog.text
     assert index.options.nlist == 2
     assert GalleryIndex.create(DIM, "IVFPQ").options.pq_m is None  # resolved on first add
     pq = GalleryIndex.create(DIM, "IVFPQ")

@@ -16,7 +16,7 @@ from ppfreeze.data.pk_sampler import DistributedRandomIdentitySampler, PKSampler
 from ppfreeze.freeze import build_freeze_plan
 from ppfreeze.loss import build_loss
 from ppfreeze.loss.triplet import TripletLoss, TripletLossV2
-from ppfreeze.retrieval.evaluation import embed_dataset, eval_retrieval
+from ppfreeze.engine.evaluation import embed_dataset, eval_retrieval
 from ppfreeze.retrieval.metrics import recall_at_k
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -356,9 +356,11 @@ def deploy_gallery_round_trip(demo_root, model_dir, tmp_path):
 
 def test_shipped_retrieval_configs_load_and_quick_start_builds():
     from ppfreeze.config import load_config
-    for name in ("quick_start_rec_pretrain", "quick_start_rec", "GeneralRecognition_PPLCNet_x2_5"):
+    expected = {"quick_start_rec_pretrain": "classification", "quick_start_rec": "retrieval",
+                "GeneralRecognition_PPLCNet_x2_5": "retrieval"}
+    for name, mode in expected.items():
         cfg = load_config(os.path.join(ROOT, "configs", "retrieval", f"{name}.yaml"))
-        assert cfg["Global"].get("eval_mode", "classification") in ("classification", "retrieval")
+        assert cfg["Global"].get("eval_mode", "classification") == mode, name
     cfg = load_config(os.path.join(ROOT, "configs", "retrieval", "quick_start_rec.yaml"))
     assert cfg["Arch"]["Backbone"]["pretrained"].startswith("./output/rec_pretrain/")  # written by step 1
     arch = {**cfg["Arch"], "Backbone": {"name": cfg["Arch"]["Backbone"]["name"]}}

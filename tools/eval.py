@@ -6,6 +6,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # make_demo_data.py
 
 from ppfreeze.cli import build_parser, run_tool  # noqa: E402
 
@@ -13,7 +14,7 @@ from ppfreeze.cli import build_parser, run_tool  # noqa: E402
 def evaluate(config, args) -> None:
     import logging
     from ppfreeze.config import ConfigError
-    from ppfreeze.data.demo import ensure_demo_data
+    from make_demo_data import ensure_demo_data
     from ppfreeze.engine import Engine
     if not config["Global"].get("pretrained_model"):
         raise ConfigError("Global.pretrained_model", "not set: evaluation would use random weights",

@@ -7,12 +7,13 @@ import os
 import sys
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # make_demo_data.py
 
 from ppfreeze.cli import build_parser, run_tool  # noqa: E402
 
 
 def train(config, args) -> None:
-    from ppfreeze.data.demo import ensure_demo_data
+    from make_demo_data import ensure_demo_data
     from ppfreeze.engine import Engine
     if args.freeze_report:
         from ppfreeze.freeze import format_report

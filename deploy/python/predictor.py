@@ -4,7 +4,7 @@
     scores = predictor.run(batch)          # float32 [N, C, H, W] -> np.ndarray
 
 Deploy code: imports paddle.inference and ppfreeze's pure-Python model-file lookup only, never
-the training stack. Facts that shaped it (Paddle 3.3.1, see DESIGN.md §4):
+the training stack. Facts that shaped it (Paddle 3.3.1, see docs/design.md):
 - ``enable_memory_optim()`` makes ``create_predictor`` fail on PIR models, so it is not called;
 - oneDNN is on by default in the CPU build: ``enable_mkldnn=False`` calls ``disable_mkldnn()``
   explicitly, otherwise the flag would be a no-op.

@@ -15,6 +15,8 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..",
 
 from ppfreeze.config.errors import ConfigError, did_you_mean  # noqa: E402
 from ppfreeze.config.loader import load_config  # noqa: E402
+from ppfreeze.config.schema import check_typed_keys  # noqa: E402
+from ppfreeze.errors import PPFreezeError, report  # noqa: E402
 from ppfreeze.data import POSTPROCESS, create_operators  # noqa: E402
 from ppfreeze.export.inference_yml import read_inference_yml  # noqa: E402
 from ppfreeze.utils.builder import split_component  # noqa: E402
@@ -23,7 +25,7 @@ logger = logging.getLogger("deploy")
 
 _OPT_STR = (str, type(None))
 # key -> (accepted types, default); PaddleClas's deploy Global keys plus use_onnx / save_results.
-GLOBAL_KEYS: Dict[str, Tuple[tuple, Any]] = {
+GLOBAL_DEFAULTS: Dict[str, Tuple[tuple, Any]] = {
     "infer_imgs": ((str,), None), "inference_model_dir": ((str,), None), "batch_size": ((int,), 1),
     "use_gpu": ((bool,), False), "gpu_mem": ((int,), 8000), "gpu_id": ((int,), 0),
     "enable_mkldnn": ((bool,), True), "cpu_num_threads": ((int,), None), "use_fp16": ((bool,), False),
@@ -45,23 +47,14 @@ def load_deploy_config(path: str, overrides: Optional[List[str]] = None) -> Dict
     glob = cfg.get("Global") or {}
     if not isinstance(glob, dict):
         raise ConfigError("Global", f"expected a mapping in {path}, got {type(glob).__name__}")
-    for key, value in glob.items():
-        if key in IGNORED_GLOBAL_KEYS:
-            logger.warning("Global.%s is a PaddleClas deploy key that ppfreeze ignores", key)
-            continue
-        if key not in GLOBAL_KEYS:
-            raise ConfigError(f"Global.{key}", f"unknown key in {path}",
-                              did_you_mean(key, GLOBAL_KEYS).strip() or f"known: {', '.join(GLOBAL_KEYS)}")
-        types = GLOBAL_KEYS[key][0]
-        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-            raise ConfigError(f"Global.{key}", f"expected {' or '.join(t.__name__ for t in types)}, "
-                                               f"got {type(value).__name__} {value!r}")
+    check_typed_keys(glob, {k: types for k, (types, _) in GLOBAL_DEFAULTS.items()}, "Global", f" in {path}",
+                     IGNORED_GLOBAL_KEYS, program="ppfreeze deploy")
     for key in REQUIRED:
         if not glob.get(key):
             raise ConfigError(f"Global.{key}", f"not set in {path}", f"add -o Global.{key}=...")
     if glob.get("batch_size", 1) < 1:
         raise ConfigError("Global.batch_size", f"must be >= 1, got {glob['batch_size']}")
-    defaults = {k: d for k, (_, d) in GLOBAL_KEYS.items()}
+    defaults = {k: d for k, (_, d) in GLOBAL_DEFAULTS.items()}
     defaults["cpu_num_threads"] = os.cpu_count() or 1
     cfg["Global"] = {**defaults, **{k: v for k, v in glob.items() if v is not None}}
     return cfg
@@ -124,7 +117,6 @@ def run_deploy(description: str, load: Callable[[Any], Dict[str, Any]], job: Cal
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(levelname)s: %(message)s")
     try:
         job(load(args))
-    except ConfigError as e:
-        print(f"ppfreeze: configuration error: {e}", file=sys.stderr)
-        return 2
+    except PPFreezeError as e:
+        return report(e)
     return 0

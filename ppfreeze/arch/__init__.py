@@ -1,81 +1,9 @@
-"""Models: the ``MODELS`` registry and ``build_model`` for the ``Arch`` section."""
-from __future__ import annotations
-
-import inspect
-import logging
-from typing import Any, Dict, Optional
-
-import paddle.nn as nn
-
-from ..config.errors import ConfigError
-from ..utils.builder import split_component
+"""Models: the ``MODELS`` registry, the model contract and ``build_model`` for the ``Arch`` section."""
 from . import backbone  # noqa: F401  (registers the backbones)
+from . import recmodel  # noqa: F401  (registers RecModel and its gears)
 from .base import ArchModel, contract_violations, model_attr
+from .build import build_model
 from .pretrained import LoadReport, load_pretrained
 from .registry import MODELS
 
 __all__ = ["MODELS", "ArchModel", "build_model", "contract_violations", "load_pretrained", "LoadReport", "model_attr"]
-
-logger = logging.getLogger("ppfreeze")
-# PaddleClas Arch keys that shape the exported inference model only
-EXPORT_ONLY_KEYS = ("infer_output_key", "infer_add_softmax")
-
-
-def build_model(arch_cfg: Dict[str, Any], key: str = "Arch", class_num: Optional[int] = None) -> nn.Layer:
-    """Build the model an ``Arch``-style mapping describes and load its ``pretrained`` weights.
-
-    Args:
-        arch_cfg: ``{name: ResNet50, class_num: 10, pretrained: path, ...}`` (or ``{ResNet50: {...}}``).
-        key: config path of ``arch_cfg``, used in error messages (``Arch.Backbone`` when nested).
-        class_num: the engine's fallback (``Global.class_num``); ``arch_cfg['class_num']`` wins,
-            and it is only passed to models that take a ``class_num``.
-    """
-    name, kwargs = split_component(arch_cfg, key)
-    pretrained = kwargs.pop("pretrained", False)
-    for export_key in EXPORT_ONLY_KEYS:  # read by tools/export_model.py, not by the model
-        kwargs.pop(export_key, None)
-    # use_ssld only picks which file PaddleClas would download; sync BN has no CPU meaning
-    for ignored in ("use_ssld", "use_sync_bn"):
-        if kwargs.pop(ignored, False):
-            logger.warning("%s.%s is ignored by ppfreeze", key, ignored)
-    factory = MODELS.get(name, f"{key}.name")
-    if class_num is not None and "class_num" not in kwargs and _accepts(factory, "class_num"):
-        kwargs["class_num"] = class_num
-    model = _build(name, kwargs, key)
-    _load_arch_pretrained(model, pretrained, f"{key}.pretrained")
-    return model
-
-
-def _accepts(factory: Any, arg: str) -> bool:
-    params = inspect.signature(factory).parameters
-    return arg in params or any(p.kind == p.VAR_KEYWORD for p in params.values())
-
-
-def _build(name: str, kwargs: Dict[str, Any], key: str) -> nn.Layer:
-    """MODELS.build, with argument errors raised inside a model given their full key path."""
-    try:
-        return MODELS.build({"name": name, **kwargs}, key)
-    except ConfigError as e:
-        if e.key == key or e.key.startswith(key + "."):
-            raise
-        # models name only their own argument (e.g. "lr_mult_list"); they do not know where they sit
-        raise ConfigError(f"{key}.{e.key}" if e.key else key, e.message, e.hint) from e
-
-
-def _load_arch_pretrained(model: nn.Layer, pretrained: Any, key: str) -> Optional[LoadReport]:
-    """PaddleClas's ``Arch.pretrained``: False/None -> nothing; a local path -> load it."""
-    if pretrained is None or pretrained is False:
-        return None
-    if pretrained is True or (isinstance(pretrained, str) and pretrained.startswith(("http://", "https://"))):
-        raise ConfigError(key, f"{pretrained!r} asks for a download, and ppfreeze downloads nothing",
-                          "download the .pdparams file yourself and give its local path, "
-                          "e.g. pretrained: ./pretrained/ResNet50_pretrained")
-    if not isinstance(pretrained, str):
-        raise ConfigError(key, f"expected false or a path to a .pdparams file, got {pretrained!r}")
-    report = load_pretrained(model, pretrained, key)
-    logger.info("%s: %s", key, report.summary())
-    model.mark_pretrained(report.loaded)  # read by the Freeze pretrained guard
-    return report
-
-
-from . import recmodel  # noqa: E402,F401  (registers RecModel and its gears; needs build_model above)

@@ -18,11 +18,11 @@ from collections import OrderedDict
 from typing import Any, Dict, List, Optional
 
 import paddle
-import paddle.nn as nn
+
 
 from ..config.errors import ConfigError
-from . import build_model
-from .base import ArchModel, model_attr
+from .build import build_model
+from .base import ArchModel
 from .gears import GEARS
 from .registry import MODELS
 from .utils import stop_after
@@ -48,8 +48,8 @@ class RecModel(ArchModel):
         self.backbone = build_model(Backbone, key="Arch.Backbone")
         if BackboneStopLayer is not None:
             stop_after(self.backbone, _stop_layer_name(BackboneStopLayer), key="Arch.BackboneStopLayer.name")
-        self.neck = _build_gear(Neck, "Arch.Neck") if Neck is not None else None
-        self.head = _build_gear(Head, "Arch.Head") if Head is not None else None
+        self.neck = GEARS.build(Neck, "Arch.Neck") if Neck is not None else None
+        self.head = GEARS.build(Head, "Arch.Head") if Head is not None else None
         self.stages = self._stages()
 
     @property
@@ -101,17 +101,6 @@ class RecModel(ArchModel):
 
 def _prefixed(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if name else prefix
-
-
-def _build_gear(cfg: Any, key: str) -> nn.Layer:
-    """GEARS.build, with errors raised inside a gear (e.g. ``weight_attr.learning_rate``) given
-    their full key path."""
-    try:
-        return GEARS.build(cfg, key)
-    except ConfigError as e:
-        if e.key == key or e.key.startswith(key + "."):
-            raise
-        raise ConfigError(f"{key}.{e.key}" if e.key else key, e.message, e.hint) from e
 
 
 def _stop_layer_name(cfg: Any) -> str:

@@ -5,7 +5,7 @@ registers its children in the order ``forward`` runs them.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import List
 
 import paddle.nn as nn
 
@@ -15,28 +15,6 @@ from ..config.errors import ConfigError, did_you_mean
 def sublayer_names_in_order(model: nn.Layer) -> List[str]:
     """Dotted names of all sublayers (``stem``, ``stem.0``, ``stem.0.conv``, ...), depth first."""
     return [name for name, _ in model.named_sublayers()]
-
-
-def has_prefix(name: str, prefix: str) -> bool:
-    """True if ``name`` is ``prefix`` or lies inside it (``blocks.1`` does not contain ``blocks.10``)."""
-    return name == prefix or name.startswith(prefix + ".")
-
-
-def stage_of(stages: Mapping[str, Sequence[str]], name: str) -> Optional[str]:
-    """The stage whose sublayer prefixes contain the parameter/sublayer ``name``, or None."""
-    for stage, prefixes in stages.items():
-        if any(has_prefix(name, p) for p in prefixes):
-            return stage
-    return None
-
-
-def model_stages(model: nn.Layer, key: str = "Freeze") -> Dict[str, List[str]]:
-    """A model's declared ``stages`` metadata; a model without it is a ConfigError."""
-    stages = getattr(model, "stages", None)
-    if not stages:
-        raise ConfigError(key, f"model {type(model).__name__} declares no stages",
-                          "select layers by sublayer name or glob instead of a stage name")
-    return dict(stages)
 
 
 def stop_after(model: nn.Layer, layer_name: str, key: str = "Arch.BackboneStopLayer.name") -> None:

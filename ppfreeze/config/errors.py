@@ -9,6 +9,8 @@ from __future__ import annotations
 import difflib
 from typing import Iterable, Optional
 
+from ..errors import EXIT_CONFIG, PPFreezeError
+
 
 def did_you_mean(word: str, candidates: Iterable[str], n: int = 3) -> str:
     """Return a ' Did you mean: a, b?' suffix (or '') for ``word`` among ``candidates``."""
@@ -20,7 +22,7 @@ def did_you_mean(word: str, candidates: Iterable[str], n: int = 3) -> str:
     return f" Did you mean: {', '.join(close)}?" if close else ""
 
 
-class ConfigError(ValueError):
+class ConfigError(PPFreezeError, ValueError):
     """A mistake in the user's configuration.
 
     Args:
@@ -28,6 +30,9 @@ class ConfigError(ValueError):
         message: what is wrong and what was expected.
         hint: optional suggestion for the fix.
     """
+
+    kind = "configuration error"
+    exit_code = EXIT_CONFIG
 
     def __init__(self, key: str, message: str, hint: Optional[str] = None):
         self.key = key
@@ -37,6 +42,19 @@ class ConfigError(ValueError):
         if hint:
             text += f" ({hint})"
         super().__init__(text)
+
+    def nested_under(self, prefix: str) -> "ConfigError":
+        """This error with its key placed under ``prefix``.
+
+        Components report their own argument names (``scale``); the caller knows where the
+        component sits in the config (``DataLoader.Train.dataset.transform_ops[2].NormalizeImage``).
+        A key that already starts with ``prefix`` is kept.
+        """
+        if not prefix or self.key == prefix or self.key.startswith(prefix + ".") or self.key.startswith(prefix + "["):
+            return self
+        nested = ConfigError(f"{prefix}.{self.key}" if self.key else prefix, self.message, self.hint)
+        nested.__cause__ = self.__cause__
+        return nested
 
 
 def check_mapping(cfg: object, key: str, known, example: str, what: str = "key") -> None:

@@ -8,8 +8,13 @@ import ast
 import operator
 from typing import Any, Union
 
+def _float_pow(base: float, exponent: float) -> float:
+    # in floats, so 9**9**9 overflows at once instead of computing a huge integer for hours
+    return float(base) ** float(exponent)
+
+
 _OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
-        ast.Div: operator.truediv, ast.Pow: operator.pow, ast.USub: operator.neg, ast.UAdd: operator.pos}
+        ast.Div: operator.truediv, ast.Pow: _float_pow, ast.USub: operator.neg, ast.UAdd: operator.pos}
 
 
 def _eval(node: ast.AST) -> float:
@@ -32,7 +37,7 @@ def to_number(value: Any, key: str = "") -> Union[int, float]:
     if isinstance(value, str):
         try:
             return _eval(ast.parse(value.strip(), mode="eval").body)
-        except (SyntaxError, ValueError, ZeroDivisionError) as e:
+        except (SyntaxError, ValueError, ZeroDivisionError, OverflowError, RecursionError, MemoryError) as e:
             raise ConfigError(key, f"expected a number or an arithmetic expression such as 1.0/255.0, "
                                    f"got {value!r} ({e})") from e
     raise ConfigError(key, f"expected a number, got {type(value).__name__} {value!r}")

@@ -38,6 +38,29 @@ def _type_names(types: Tuple[type, ...]) -> str:
     return " or ".join("null" if t is type(None) else t.__name__ for t in types)
 
 
+def check_typed_keys(section: Dict[str, Any], known: Dict[str, Tuple[type, ...]], key: str, where: str = "",
+                     ignored: Tuple[str, ...] = (), program: str = "ppfreeze") -> None:
+    """Check a flat section (``Global``) against ``known`` key -> accepted types.
+
+    Unknown keys get a did-you-mean; ``ignored`` keys (PaddleClas's, without an effect here) are
+    logged once; ``True`` is not accepted for an ``int`` key. Shared by training and deploy configs.
+    """
+    for name, value in section.items():
+        if name in ignored:
+            logger.warning("%s.%s is a PaddleClas key that %s ignores", key, name, program)
+            continue
+        if name not in known:
+            raise ConfigError(f"{key}.{name}", f"unknown key{where}", did_you_mean(name, known).strip() or
+                              f"known keys: {', '.join(sorted(known))}")
+        types = known[name]
+        if isinstance(value, bool) and bool not in types:
+            ok = False
+        else:
+            ok = isinstance(value, types) or (float in types and isinstance(value, int))
+        if not ok:
+            raise ConfigError(f"{key}.{name}", f"expected {_type_names(types)}, got {type(value).__name__} {value!r}")
+
+
 def validate_config(cfg: Dict[str, Any], source: str = "") -> None:
     """Raise ConfigError for unknown sections, unknown Global keys and wrong types."""
     where = f" in {source}" if source else ""
@@ -49,20 +72,7 @@ def validate_config(cfg: Dict[str, Any], source: str = "") -> None:
         if section not in cfg or not isinstance(cfg[section], dict):
             raise ConfigError(section, f"missing or not a mapping{where}", f"every config needs a '{section}:' section")
     glob = cfg["Global"]
-    for key, value in glob.items():
-        if key in IGNORED_GLOBAL_KEYS:
-            logger.warning("Global.%s is a PaddleClas key that ppfreeze ignores", key)
-            continue
-        if key not in GLOBAL_KEYS:
-            raise ConfigError(f"Global.{key}", f"unknown key{where}", did_you_mean(key, GLOBAL_KEYS).strip() or
-                              f"known keys: {', '.join(sorted(GLOBAL_KEYS))}")
-        types = GLOBAL_KEYS[key]
-        if isinstance(value, bool) and bool not in types:
-            ok = False
-        else:
-            ok = isinstance(value, types) or (float in types and isinstance(value, int))
-        if not ok:
-            raise ConfigError(f"Global.{key}", f"expected {_type_names(types)}, got {type(value).__name__} {value!r}")
+    check_typed_keys(glob, GLOBAL_KEYS, "Global", where, IGNORED_GLOBAL_KEYS)
     device = glob.get("device", "auto")
     if device not in ("cpu", "gpu", "auto") and not str(device).startswith("gpu:"):
         raise ConfigError("Global.device", f"expected cpu, gpu or auto, got {device!r}")

@@ -1,4 +1,4 @@
-"""Data: datasets, preprocess ops, samplers, loaders, post-processing, the demo dataset.
+"""Data: datasets, preprocess ops, samplers, loaders, post-processing.
 
 Importing this package does not import paddle: deploy tools use the preprocess ops and
 ``Topk`` alone. The paddle-backed parts (datasets, samplers, ``build_dataloader``) load on
@@ -6,7 +6,6 @@ first access.
 """
 from ..utils.lazy import lazy_getattr
 
-from .demo import DEMO_ROOT_NAME, ensure_demo_data, make_demo_dataset
 from .postprocess import Topk
 from .preprocess import create_operators, transform
 from .registry import BATCH_OPS, DATASETS, OPS, POSTPROCESS, SAMPLERS
@@ -25,5 +24,5 @@ _PADDLE_BACKED = {
 __getattr__ = lazy_getattr(__name__, _PADDLE_BACKED)
 
 
-__all__ = ["DEMO_ROOT_NAME", "ensure_demo_data", "make_demo_dataset", "Topk", "create_operators",
+__all__ = ["Topk", "create_operators",
            "transform", "BATCH_OPS", "DATASETS", "OPS", "POSTPROCESS", "SAMPLERS", *_PADDLE_BACKED]

@@ -127,6 +127,11 @@ class ImageNetDataset(paddle.io.Dataset):
         """Number of distinct labels (PaddleClas's meaning)."""
         return len(set(self.labels))
 
+    @property
+    def transform_ops(self) -> List[Callable]:
+        """The per-image ops, in order (the Freeze feature cache checks whether they are random)."""
+        return list(self._ops)
+
     def __len__(self) -> int:
         return len(self._samples)
 

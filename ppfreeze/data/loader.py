@@ -18,7 +18,6 @@ from paddle.io.dataloader.collate import default_collate_fn
 
 from ..config.errors import ConfigError, check_mapping, did_you_mean
 from . import dataset as _datasets  # noqa: F401  (registers the datasets)
-from .preprocess import nest_config_error
 from .registry import BATCH_OPS, DATASETS, SAMPLERS
 from .sampler import derive_seed
 
@@ -48,6 +47,12 @@ class EpochSeededDataset(paddle.io.Dataset):
     def class_num(self) -> int:
         """Class count of the wrapped dataset."""
         return self.dataset.class_num
+
+    @property
+    def transform_ops(self) -> Optional[List[Any]]:
+        """The wrapped dataset's per-image ops, or None when it does not declare them."""
+        ops = getattr(self.dataset, "transform_ops", None)
+        return None if ops is None else list(ops)
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -110,6 +115,23 @@ def set_loader_epoch(loader: paddle.io.DataLoader, epoch: int) -> None:
     loader.dataset.set_epoch(epoch)
 
 
+def random_transforms(loader: paddle.io.DataLoader) -> List[str]:
+    """Names of the ops that make a training sample differ from epoch to epoch (empty: none do).
+
+    A dataset that does not declare its ops counts as random; batch ops (mixup, cutmix) mix
+    samples, so they always count.
+    """
+    ops = loader.dataset.transform_ops
+    names = ["<undeclared ops>"] if ops is None else [type(op).__name__ for op in ops
+                                                        if getattr(op, "is_random", True)]
+    return names + [type(op).__name__ for op in getattr(loader.collate_fn, "batch_ops", [])]
+
+
+def set_return_index(loader: paddle.io.DataLoader, enabled: bool) -> None:
+    """Make the loader's batches end with the samples' dataset indices (or stop doing so)."""
+    loader.dataset.return_index = bool(enabled)
+
+
 def init_worker(worker_id: int) -> None:
     """DataLoader worker start-up: one OpenCV thread per worker (workers already run in parallel)."""
     cv2.setNumThreads(1)
@@ -139,20 +161,14 @@ def _required(section: Dict[str, Any], name: str, key: str) -> Any:
 
 
 def _build_dataset(dataset_cfg: Dict[str, Any], key: str) -> Any:
-    try:
-        return DATASETS.build(dataset_cfg, key)
-    except ConfigError as e:
-        raise nest_config_error(e, key) from e.__cause__
+    return DATASETS.build(dataset_cfg, key)
 
 
 def _build_sampler(sampler_cfg: Dict[str, Any], key: str, dataset: Any, seed: int) -> Any:
     # PaddleClas: a sampler section without a name means plain batching.
     if "name" not in sampler_cfg and not (len(sampler_cfg) == 1 and next(iter(sampler_cfg)) in SAMPLERS):
         sampler_cfg = {"name": "BatchSampler", **sampler_cfg}
-    try:
-        return SAMPLERS.build(sampler_cfg, key, dataset=dataset, seed=seed)
-    except ConfigError as e:
-        raise nest_config_error(e, key) from e.__cause__
+    return SAMPLERS.build(sampler_cfg, key, dataset=dataset, seed=seed)
 
 
 def _loader_options(loader_cfg: Optional[Dict[str, Any]], key: str) -> Dict[str, Any]:

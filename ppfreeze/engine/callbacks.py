@@ -1,18 +1,19 @@
 """Features that hook into the training loop instead of sprawling inside it.
 
-Each callback sees the engine and may act at: train begin/end, epoch begin/end,
-right after ``backward()`` and after each step.
+Each callback sees the engine and may act at: train begin/end, epoch begin/end, right after
+``backward()``, after each step (device values only: no host sync) and on log steps
+(``on_log``: the window's averaged values, already read from the device).
 """
 from __future__ import annotations
 
 import logging
 import math
 import os
-import time
 from typing import Any, Dict, List, Optional
 
 import paddle
 
+from ..errors import TrainingError
 from .logger import format_eta
 
 logger = logging.getLogger("ppfreeze")
@@ -25,6 +26,7 @@ class Callback:
     def on_epoch_begin(self, engine, epoch: int) -> None: ...
     def after_backward(self, engine) -> None: ...
     def on_step_end(self, engine, step: Dict[str, Any]) -> None: ...
+    def on_log(self, engine, step: Dict[str, Any], values: Dict[str, float]) -> None: ...
     def on_epoch_end(self, engine, epoch: int, eval_metrics: Optional[Dict[str, float]]) -> None: ...
     def on_train_end(self, engine) -> None: ...
 
@@ -43,57 +45,23 @@ class CallbackList(Callback):
     def on_epoch_begin(self, engine, epoch: int) -> None: self._each("on_epoch_begin", engine, epoch)
     def after_backward(self, engine) -> None: self._each("after_backward", engine)
     def on_step_end(self, engine, step) -> None: self._each("on_step_end", engine, step)
+    def on_log(self, engine, step, values) -> None: self._each("on_log", engine, step, values)
     def on_epoch_end(self, engine, epoch: int, eval_metrics) -> None: self._each("on_epoch_end", engine, epoch, eval_metrics)
     def on_train_end(self, engine) -> None: self._each("on_train_end", engine)
-
-
-class FreezeCallback(Callback):
-    """Applies the Freeze plan: schedule milestones, safe gradient clearing, the audit."""
-
-    def __init__(self, plan, audit):
-        self.plan = plan
-        self.audit = audit
-
-    def on_train_begin(self, engine) -> None:
-        self.audit.snapshot()
-
-    def on_epoch_begin(self, engine, epoch: int) -> None:
-        if epoch > engine.freeze_epoch and self.plan.milestone_at(epoch):
-            engine.apply_freeze(epoch, carry_optimizer_state=True)
-            logger.info("Freeze schedule: epoch %d milestone applied, optimizer rebuilt with %d parameters",
-                        epoch, len(self.plan.optimizer_parameters(engine.model)))
-            self.audit.snapshot()
-
-    def after_backward(self, engine) -> None:
-        self.plan.after_backward(engine.model)
-
-    def on_step_end(self, engine, step: Dict[str, Any]) -> None:
-        if self.audit.should_check(engine.global_step, epoch_end=False, train_end=False):
-            self.audit.check(f"epoch {step['epoch']} step {engine.global_step}")
-
-    def on_epoch_end(self, engine, epoch: int, eval_metrics) -> None:
-        if self.audit.should_check(engine.global_step, epoch_end=True, train_end=False):
-            self.audit.check(f"end of epoch {epoch}")
-
-    def on_train_end(self, engine) -> None:
-        self.audit.check("end of training")
-        summary = self.audit.summary()
-        logger.info(summary)
-        engine.freeze_summary = summary
 
 
 class RankConsistencyCallback(Callback):
     """Under data parallel, every rank must hold the same weights after each epoch.
 
     A parameter left out of DataParallel's gradient reduction (e.g. one that was frozen when the
-    wrapper was built and unfrozen later, DESIGN §4) makes the ranks drift apart silently; this
+    wrapper was built and unfrozen later, see docs/design.md) makes the ranks drift apart silently; this
     compares per-parameter checksums across ranks and stops with the parameter's name. BN
     running statistics are left out: without SyncBN each rank keeps its own, as in PaddleClas.
     """
 
     def on_epoch_end(self, engine, epoch: int, eval_metrics) -> None:
         names, sums = [], []
-        for name, p in engine._bare_model().named_parameters():
+        for name, p in engine.unwrapped_model.named_parameters():
             if not p.trainable:  # BN running statistics: per-rank by design (no SyncBN)
                 continue
             names.append(name)
@@ -109,7 +77,7 @@ class RankConsistencyCallback(Callback):
                                 f"e.g. {', '.join(bad[:3])}: they are not being synchronised")
 
 
-class RanksDiverged(RuntimeError):
+class RanksDiverged(TrainingError):
     """Data-parallel ranks no longer hold the same weights."""
 
 
@@ -120,12 +88,12 @@ class EMACallback(Callback):
         self.ema = ema
 
     def on_step_end(self, engine, step: Dict[str, Any]) -> None:
-        self.ema.update(engine._bare_model())
+        self.ema.update(engine.unwrapped_model)
 
     def on_epoch_end(self, engine, epoch: int, eval_metrics) -> None:
         if not eval_metrics:
             return
-        model = engine._bare_model()
+        model = engine.unwrapped_model
         with self.ema.applied(model):
             metrics = engine.eval(epoch)
             value = metrics.get(engine.metric_key, -math.inf)
@@ -138,33 +106,20 @@ class EMACallback(Callback):
 
 
 class LogCallback(Callback):
-    """PaddleClas-style progress lines with ips and ETA every ``print_batch_step`` iterations."""
+    """PaddleClas-style progress lines with ips and ETA on each log step (``Global.print_batch_step``)."""
 
-    def __init__(self, print_batch_step: int, epochs: int):
-        self.every = print_batch_step
+    def __init__(self, epochs: int):
         self.epochs = epochs
-        self._window: Dict[str, List[float]] = {}
-        self._t0 = time.time()
 
-    def on_epoch_begin(self, engine, epoch: int) -> None:
-        self._window = {}
-
-    def on_step_end(self, engine, step: Dict[str, Any]) -> None:
-        for k, v in step["values"].items():
-            self._window.setdefault(k, []).append(v)
+    def on_log(self, engine, step: Dict[str, Any], values: Dict[str, float]) -> None:
         it, n_iter = step["iter"], step["iters_per_epoch"]
-        if it % self.every != 0 and it != n_iter - 1:
-            return
-        avg = {k: sum(v) / len(v) for k, v in self._window.items()}
-        self._window = {}
         done = (step["epoch"] - 1) * n_iter + it + 1
-        total = self.epochs * n_iter
-        eta = avg["batch_cost"] * max(total - done, 0)
-        values = ", ".join(f"{k}: {v:.5f}" for k, v in avg.items() if k not in ("batch_cost", "reader_cost", "ips"))
+        eta = values["batch_cost"] * max(self.epochs * n_iter - done, 0)
+        shown = ", ".join(f"{k}: {v:.5f}" for k, v in values.items() if k not in ("batch_cost", "reader_cost", "ips"))
         logger.info("[Train][Epoch %d/%d][Iter: %d/%d]lr(%s): %.8f, %s, batch_cost: %.5fs, reader_cost: %.5fs, "
                     "ips: %.5f samples/s, eta: %s", step["epoch"], self.epochs, it, n_iter,
-                    type(engine.lr_scheduler).__name__, engine.lr_scheduler.last_lr, values, avg["batch_cost"],
-                    avg["reader_cost"], avg["ips"], format_eta(eta))
+                    type(engine.lr_scheduler).__name__, engine.lr_scheduler.last_lr, shown, values["batch_cost"],
+                    values["reader_cost"], values["ips"], format_eta(eta))
 
     def on_epoch_end(self, engine, epoch: int, eval_metrics) -> None:
         if eval_metrics:
@@ -181,8 +136,8 @@ class VisualDLCallback(Callback):
         os.makedirs(logdir, exist_ok=True)
         self.writer = LogWriter(logdir=logdir)
 
-    def on_step_end(self, engine, step: Dict[str, Any]) -> None:
-        for k, v in step["values"].items():
+    def on_log(self, engine, step: Dict[str, Any], values: Dict[str, float]) -> None:
+        for k, v in values.items():
             if math.isfinite(v):
                 self.writer.add_scalar(tag=f"train/{k}", value=v, step=engine.global_step)
         self.writer.add_scalar(tag="train/lr", value=engine.lr_scheduler.last_lr, step=engine.global_step)
@@ -193,8 +148,9 @@ class VisualDLCallback(Callback):
         self.writer.flush()
 
     def on_train_end(self, engine) -> None:
-        if getattr(engine, "freeze_summary", None):
-            self.writer.add_text(tag="freeze/audit", text_string=engine.freeze_summary, step=engine.global_step)
+        summary = engine.freezer.audit_summary
+        if summary:
+            self.writer.add_text(tag="freeze/audit", text_string=summary, step=engine.global_step)
         self.writer.close()
 
 
@@ -214,10 +170,3 @@ class CheckpointCallback(Callback):
         if epoch % self.save_interval == 0 or epoch == engine.epochs:
             engine.save(f"epoch_{epoch}", epoch)
         engine.save("latest", epoch)
-
-
-def values_of(losses: Dict[str, paddle.Tensor], metrics: Dict[str, float]) -> Dict[str, float]:
-    """Loss tensors and metric numbers as plain floats for logging."""
-    out = {k: float(v) for k, v in metrics.items()}
-    out.update({k: float(v) for k, v in losses.items()})
-    return out

@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Optional
 import paddle
 
 from ..config.errors import ConfigError
+from ..errors import DataIntegrityError
 from ..utils.io import atomic_write, file_sha256
 
 SUFFIXES = (".pdparams", ".pdopt", ".pdstates", ".pdema")
@@ -120,9 +121,9 @@ def load_checkpoint(prefix: str, key: str = "Global.checkpoints") -> Dict[str, A
     states = paddle.load(prefix + ".pdstates")
     for suffix, digest in states.get("file_digests", {}).items():
         if not os.path.isfile(prefix + suffix) or file_sha256(prefix + suffix) != digest:
-            raise ConfigError(key, f"checkpoint {prefix} is incomplete or was modified after saving "
-                                   f"({prefix + suffix} does not match its .pdstates record)",
-                              "an earlier save was interrupted; resume from the previous epoch_N checkpoint")
+            raise DataIntegrityError(prefix + suffix, "incomplete or modified after saving: it does not match the "
+                                                      "digest its .pdstates recorded",
+                                     "an earlier save was interrupted; resume from the previous epoch_N checkpoint")
     out = {"model": paddle.load(prefix + ".pdparams"), "states": states}
     for suffix, name in ((".pdopt", "optimizer"), (".pdema", "ema")):
         if suffix in states.get("file_digests", {}):

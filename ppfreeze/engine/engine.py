@@ -1,7 +1,9 @@
 """The Engine: builds everything from one config, then trains, evaluates or predicts.
 
-The train step (``Engine.train_step``) is deliberately short; freezing, logging,
-VisualDL, checkpoints and the freeze audit hook in through callbacks.
+The train step (``Engine.train_step``) is deliberately short. Features hook in through
+callbacks (``callbacks.py``): freezing through the one :class:`FreezeController`
+(``freezing.py``), plus EMA, logging, VisualDL, checkpoints and rank consistency. The host
+reads device values only on log steps (``print_batch_step``) and at epoch ends.
 """
 from __future__ import annotations
 
@@ -13,30 +15,31 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import paddle
 
-from ..arch import build_model
+from ..arch import build_model, model_attr
 from ..arch.pretrained import load_pretrained
 from ..config.errors import ConfigError
 from ..config.loader import format_config, save_config
-from ..freeze import FreezeAudit, build_freeze_plan, format_report
-from ..freeze.cache import FeatureCache
+from ..errors import TrainingError
+from ..freeze import FreezePlan, build_freeze_plan
 from ..loss import build_loss
 from ..metric import build_metrics
 from ..optim import build_optimizer
-from ..utils.io import atomic_write_json
 from . import checkpoint as ckpt
 from .amp import Amp
-from .callbacks import (CallbackList, CheckpointCallback, EMACallback, FreezeCallback, LogCallback,
-                        RankConsistencyCallback, VisualDLCallback, values_of)
+from .callbacks import (CallbackList, CheckpointCallback, EMACallback, LogCallback, RankConsistencyCallback,
+                        VisualDLCallback)
 from .ema import ModelEMA
 from .evaluation import evaluate
+from .freezing import FreezeController
 from .logger import setup_logger
+from .meters import DivergenceGuard, StepMeter
 from .runtime import is_main_process, seed_everything, setup_device, world_size
 
 logger = logging.getLogger("ppfreeze")
 
 
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN/Inf; the last good checkpoint is kept."""
+class TrainingDiverged(TrainingError):
+    """The loss became NaN/Inf."""
 
 
 class Engine:
@@ -44,7 +47,7 @@ class Engine:
 
     Args:
         config: the merged, validated config dict.
-        mode: ``train`` | ``eval`` | ``infer`` | ``export`` (what gets built).
+        mode: ``train`` | ``eval`` | ``infer`` | ``export`` | ``report`` (what gets built).
     """
 
     def __init__(self, config: Dict[str, Any], mode: str = "train"):
@@ -60,65 +63,68 @@ class Engine:
         self.seed = g.get("seed") if g.get("seed") is not None else 0
         seed_everything(self.seed)
         self.model = build_model(config["Arch"], class_num=g.get("class_num"))
-        self.freeze = build_freeze_plan(config.get("Freeze"), self.model)
-        self.freeze_epoch = 0
+        self.freezer = FreezeController(build_freeze_plan(config.get("Freeze"), self.model),
+                                        g.get("image_shape", [3, 224, 224]))
         self.global_step = 0
         self.best_metric, self.best_epoch = -math.inf, 0
         self.best_metric_ema = -math.inf
-        self.ema: Optional[ModelEMA] = None
-        self.feature_cache: Optional[FeatureCache] = None
         self.metric_key: Optional[str] = None
+        self.ema: Optional[ModelEMA] = None
         self.optimizer = self.lr_scheduler = None
-        self.freeze_summary: Optional[str] = None
+        self.train_loader = None
+        self.last_checkpoint: Optional[Tuple[str, int]] = None   # (prefix, epoch) of the newest save
         self.pretrained_report = None
         if g.get("pretrained_model"):
             self.load_pretrained(g["pretrained_model"])
         if mode == "train":  # frozen tensors must come from pretrained weights (or be allowed random)
-            self.freeze.check_pretrained(self._loaded_keys())
+            self.freezer.check_pretrained(self._loaded_keys())
 
-    # ----------------------------------------------------------------- building blocks
+    # ----------------------------------------------------------------- public helpers
+    @property
+    def freeze(self) -> FreezePlan:
+        """The resolved Freeze plan (owned by :attr:`freezer`)."""
+        return self.freezer.plan
+
+    @property
+    def unwrapped_model(self) -> paddle.nn.Layer:
+        """The model itself, without a ``paddle.DataParallel`` wrapper."""
+        return self.model._layers if isinstance(self.model, paddle.DataParallel) else self.model
+
     def load_pretrained(self, path: str) -> None:
-        """Load weights for fine-tuning / eval; report what did not load; guard frozen params."""
-        report = load_pretrained(self.model, path)
-        self.pretrained_report = report
-        logger.info("Pretrained weights %s: %s", path, report.summary())
+        """Load weights for fine-tuning / eval and report what did not load."""
+        self.pretrained_report = load_pretrained(self.model, path)
+        logger.info("Pretrained weights %s: %s", path, self.pretrained_report.summary())
 
     def _loaded_keys(self) -> set:
         """State-dict keys that came from a file: Global.pretrained_model and Arch(.Backbone).pretrained."""
-        keys = set(getattr(self.model, "pretrained_keys", ()))
+        keys = set(self.model.pretrained_keys)
         if self.pretrained_report is not None:
             keys |= set(self.pretrained_report.loaded)
         return keys
 
-    def apply_freeze(self, epoch: int, carry_optimizer_state: bool = False) -> None:
-        """Put the model in the freeze state of ``epoch`` and (re)build the optimizer for it.
+    def rebuild_optimizer(self, named_params: List[Tuple[str, paddle.Tensor]],
+                          carried_state: Optional[Dict[str, Any]] = None) -> None:
+        """Build the optimizer and LR schedule for exactly ``named_params``.
 
-        A changed frozen set needs a new optimizer (multi-tensor kernels break otherwise,
-        DESIGN §4); accumulators of parameters trainable before and after are carried over.
+        ``carried_state`` (from :meth:`optimizer_state`) restores the accumulators of parameters
+        that were trainable before; newly trainable ones start fresh.
         """
-        old = (self.optimizer, self.lr_scheduler)
-        carried = ckpt.optimizer_state(old[0], self.model, old[1]) if carry_optimizer_state and old[0] else None
-        self.freeze.apply(self.model, epoch)
-        self.freeze_epoch = epoch
-        named = self.freeze.optimizer_parameters(self.model)
-        if not named:
+        if not named_params:
             raise ConfigError("Freeze", "every parameter is frozen: nothing would be trained",
                               "leave at least the head trainable (e.g. Freeze.until: stage4)")
-        self.optimizer, self.lr_scheduler = build_optimizer(self.config["Optimizer"], named, self.epochs,
+        self.optimizer, self.lr_scheduler = build_optimizer(self.config["Optimizer"], named_params, self.epochs,
                                                             self.iters_per_epoch)
-        if carried is not None:
-            ckpt.load_optimizer_state(self.optimizer, self.model, carried, self.lr_scheduler, strict=False)
-        # recorded prefix activations belong to one freeze state; worth it only if it lasts 2+ epochs
-        self.feature_cache = (FeatureCache.for_state(self._bare_model(), self.freeze, self.train_loader)
-                              if self._epochs_in_state(epoch) >= 2 else None)
+        if carried_state is not None:
+            ckpt.load_optimizer_state(self.optimizer, self.unwrapped_model, carried_state, self.lr_scheduler,
+                                      strict=False)
 
-    def _epochs_in_state(self, epoch: int) -> int:
-        """How many epochs from ``epoch`` on train in the freeze state of ``epoch``."""
-        n = 1
-        while epoch + n <= self.epochs and not self.freeze.milestone_at(epoch + n):
-            n += 1
-        return n
+    def optimizer_state(self) -> Optional[Dict[str, Any]]:
+        """The optimizer's accumulators and LR state keyed by parameter names (None before training)."""
+        if self.optimizer is None:
+            return None
+        return ckpt.optimizer_state(self.optimizer, self.unwrapped_model, self.lr_scheduler)
 
+    # ----------------------------------------------------------------- building blocks
     def _build_train_parts(self) -> None:
         from ..data import build_dataloader
         cfg = self.config
@@ -135,11 +141,12 @@ class Engine:
         self.train_loss = build_loss(cfg["Loss"]["Train"], "Loss.Train")
         self.train_metrics = build_metrics((cfg.get("Metric") or {}).get("Train"), "Metric.Train")
         self.amp = Amp(cfg.get("AMP"), self.device)
-        self.ema = ModelEMA.from_config(cfg.get("EMA"), self._bare_model())
+        self.ema = ModelEMA.from_config(cfg.get("EMA"), self.unwrapped_model)
+        self.divergence = DivergenceGuard()
 
     def _check_labels(self, dataset: Any) -> None:
         """Labels outside [0, class_num) crash deep inside one_hot; say it in config terms."""
-        class_num = getattr(self._bare_model(), "class_num", None)
+        class_num = model_attr(self.model, "class_num")
         labels = getattr(dataset, "labels", None)
         if class_num and labels is not None and len(labels) and max(labels) >= class_num:
             raise ConfigError("Arch.class_num", f"is {class_num} but DataLoader.Train has label {max(labels)}",
@@ -151,18 +158,16 @@ class Engine:
 
         ``indices`` (dataset positions of the batch) let the Freeze feature cache skip the frozen prefix.
         """
-        args = (images, labels) if getattr(self._bare_model(), "needs_label", False) else (images,)
-        if self.feature_cache is not None:
-            return self.feature_cache.forward(lambda: self.model(*args), indices)
-        return self.model(*args)
+        args = (images, labels) if model_attr(self.model, "needs_label", False) else (images,)
+        return self.freezer.forward(lambda: self.model(*args), indices)
 
     def train_step(self, images: paddle.Tensor, labels: paddle.Tensor,
                    indices: Optional[paddle.Tensor] = None) -> Tuple[Any, Dict[str, paddle.Tensor]]:
-        """One optimisation step; returns the model output and the loss dict."""
+        """One optimisation step; returns the model output and the loss dict (device tensors)."""
         with self.amp.autocast():
             out = self.forward(images, labels, indices)
             losses = self.train_loss(out, labels)
-        self._check_finite(losses["loss"])
+        self.divergence.observe(losses["loss"], self.global_step + 1)   # no host sync
         self.amp.backward(losses["loss"])
         self.callbacks.after_backward(self)        # e.g. clear frozen grads to None
         self.amp.step(self.optimizer)
@@ -190,33 +195,45 @@ class Engine:
             metrics = self._maybe_eval(epoch)
             self.callbacks.on_epoch_end(self, epoch, metrics)
         self.callbacks.on_train_end(self)
-        self._finish_report()
         return {"best_metric": self.best_metric, "best_epoch": self.best_epoch, "metric_key": self.metric_key}
 
     def _train_one_epoch(self, epoch: int) -> None:
+        meter = StepMeter()
+        log_every = self.glob.get("print_batch_step", 10)
         tic = time.time()
         for it, batch in enumerate(self.train_loader):
             if it >= self.iters_per_epoch:
                 break
             images, labels = batch[0], batch[1]
             indices = batch[-1] if self.train_loader.dataset.return_index else None
-            reader_cost = time.time() - tic
+            meter.add_reader_time(time.time() - tic)
             out, losses = self.train_step(images, labels, indices)
             self.global_step += 1
-            batch_cost = time.time() - tic
-            values = values_of(losses, self.train_metrics(out, labels) if self.train_metrics else {})
-            values.update(batch_cost=batch_cost, reader_cost=reader_cost, ips=images.shape[0] / max(batch_cost, 1e-9))
-            self.callbacks.on_step_end(self, {"epoch": epoch, "iter": it, "iters_per_epoch": self.iters_per_epoch,
-                                              "values": values})
+            meter.add(losses, images.shape[0])
+            if self.train_metrics is not None:
+                meter.add(self.train_metrics(out, labels))
+            step = {"epoch": epoch, "iter": it, "iters_per_epoch": self.iters_per_epoch}
+            self.callbacks.on_step_end(self, step)
+            if it % log_every == 0 or it == self.iters_per_epoch - 1:
+                self._stop_if_diverged()                 # one host read per log step
+                self.callbacks.on_log(self, step, meter.read())
             tic = time.time()
+        self._stop_if_diverged()
 
-    def _check_finite(self, loss: paddle.Tensor) -> None:
-        value = float(loss)
-        if not math.isfinite(value):
-            raise TrainingDiverged(
-                f"loss is {value} at global step {self.global_step + 1}: training stopped. The last good "
-                f"checkpoint in {self.output_dir} was kept. Lower Optimizer.lr.learning_rate (or add warmup_epoch), "
-                f"check Global.pretrained_model matches Arch, and check the input normalisation.")
+    def _stop_if_diverged(self) -> None:
+        bad = self.divergence.first_bad()
+        if bad is None:
+            return
+        step, value = bad
+        if self.last_checkpoint:
+            kept = (f"The newest checkpoint, {self.last_checkpoint[0]} (epoch {self.last_checkpoint[1]}), was "
+                    f"saved before that and is kept")
+        else:
+            kept = "No checkpoint had been saved yet"
+        raise TrainingDiverged(
+            f"loss is {value} at global step {step}: training stopped. {kept}. Lower "
+            f"Optimizer.lr.learning_rate (or add warmup_epoch), check Global.pretrained_model matches Arch, "
+            f"and check the input normalisation.")
 
     def _maybe_eval(self, epoch: int) -> Optional[Dict[str, float]]:
         g = self.glob
@@ -249,23 +266,22 @@ class Engine:
         """Write ``<output_dir>/<name>.pdparams/.pdopt/.pdstates`` atomically."""
         states = {"epoch": epoch, "global_step": self.global_step, "best_metric": self.best_metric,
                   "best_epoch": self.best_epoch, "metric_key": self.metric_key,
-                  "rng_state": paddle.get_rng_state(), "freeze": self.freeze.state_dict(),
-                  "freeze_epoch": self.freeze_epoch, "best_metric_ema": self.best_metric_ema}
+                  "rng_state": paddle.get_rng_state(), "freeze": self.freezer.state_dict(),
+                  "best_metric_ema": self.best_metric_ema}
         extra = {".pdema": self.ema.state_dict()} if self.ema is not None else None
-        ckpt.save_checkpoint(os.path.join(self.output_dir, name), self._bare_model().state_dict(),
-                             ckpt.optimizer_state(self.optimizer, self._bare_model(), self.lr_scheduler), states,
-                             extra)
+        prefix = os.path.join(self.output_dir, name)
+        ckpt.save_checkpoint(prefix, self.unwrapped_model.state_dict(), self.optimizer_state(), states, extra)
+        self.last_checkpoint = (prefix, epoch)
 
     def _resume_or_start(self) -> int:
         path = self.glob.get("checkpoints")
         if not path:
-            self.apply_freeze(1)
+            self.freezer.enter(self, 1)
             return 1
         data = ckpt.load_checkpoint(path)
         states = data["states"]
         self.model.set_state_dict(data["model"])
-        self.freeze.set_state_dict(states["freeze"])
-        self.apply_freeze(states["freeze_epoch"])
+        self.freezer.load_state_dict(self, states["freeze"])
         if "optimizer" not in data:
             raise ConfigError("Global.checkpoints", f"{path}.pdopt is missing: cannot resume the optimizer",
                               "to fine-tune from weights only, use Global.pretrained_model instead")
@@ -286,29 +302,23 @@ class Engine:
             self.ema.set_state_dict(data["ema"])
             self.best_metric_ema = data["states"].get("best_metric_ema", -math.inf)
         else:
-            self.ema = ModelEMA(self._bare_model(), self.ema.decay)
+            self.ema = ModelEMA(self.unwrapped_model, self.ema.decay)
             logger.warning("%s has no EMA weights: the EMA restarts from the resumed weights", path)
 
     # ----------------------------------------------------------------- plumbing
-    def _bare_model(self) -> paddle.nn.Layer:
-        return self.model._layers if isinstance(self.model, paddle.DataParallel) else self.model
-
     def _wrap_distributed(self) -> None:
-        """DataParallel with every eventually-trainable parameter registered (DESIGN §4)."""
         if world_size() <= 1:
             return
         paddle.distributed.init_parallel_env()
-        self.freeze.apply(self.model, self.epochs + 1)   # final (most unfrozen) state for the reducer
-        self.model = paddle.DataParallel(self.model, find_unused_parameters=True)
-        self.freeze.apply(self._bare_model(), self.freeze_epoch)
+        self.model = self.freezer.wrap_data_parallel(
+            self.model, lambda model: paddle.DataParallel(model, find_unused_parameters=True))
 
     def _build_callbacks(self) -> CallbackList:
         g = self.glob
-        callbacks: List[Any] = [FreezeCallback(self.freeze, FreezeAudit(self._bare_model(), self.freeze))]
+        callbacks: List[Any] = [self.freezer]
         if self.ema is not None:  # before checkpoints, so they record this epoch's EMA best
             callbacks.append(EMACallback(self.ema))
-        callbacks += [LogCallback(g.get("print_batch_step", 10), self.epochs),
-                      CheckpointCallback(g.get("save_interval", 1))]
+        callbacks += [LogCallback(self.epochs), CheckpointCallback(g.get("save_interval", 1))]
         if world_size() > 1:
             callbacks.append(RankConsistencyCallback())
         if g.get("use_visualdl") and self.is_main:
@@ -317,21 +327,10 @@ class Engine:
 
     def freeze_report(self) -> Dict[str, Any]:
         """The Freeze plan's report for the current state (dry run friendly)."""
-        if self.freeze_epoch == 0:
-            self.freeze.apply(self.model, 1)
-            self.freeze_epoch = 1
-        return self.freeze.report(self._bare_model(), self.glob.get("image_shape", [3, 224, 224]))
+        return self.freezer.build_report(self.model)
 
     def _write_run_files(self) -> None:
         if not self.is_main:
             return
         logger.info("Config:\n%s", format_config(self.config))
         save_config(self.config, os.path.join(self.output_dir, "config.yaml"))
-        self.report = self.freeze_report()
-        logger.info("Freeze plan:\n%s", format_report(self.report))
-        atomic_write_json(os.path.join(self.output_dir, "freeze_report.json"), self.report)
-
-    def _finish_report(self) -> None:
-        if self.is_main and self.freeze_summary:
-            self.report["audit"] = self.freeze_summary
-            atomic_write_json(os.path.join(self.output_dir, "freeze_report.json"), self.report)

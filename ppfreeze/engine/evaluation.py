@@ -1,16 +1,27 @@
-"""Evaluation loops: classification (loss + Top-k) and retrieval (Recall@k, mAP)."""
+"""Evaluation loops: classification (loss + Top-k) and retrieval (Recall@k, mAP).
+
+Retrieval layout (PaddleClas): ``DataLoader.Eval.Query`` and ``DataLoader.Eval.Gallery`` are
+loader sections; ``Metric.Eval`` lists ``Recallk`` (``topk``) and ``mAP``. Every query is
+ranked against the gallery by cosine similarity of the model's ``Global.retrieval_feature_from``
+output (default ``features``). When Query and Gallery describe the same dataset, each image is
+its own best match, so it is excluded from its own ranking (by index).
+"""
 from __future__ import annotations
 
 import logging
 from typing import Any, Dict, Tuple
 
+import numpy as np
 import paddle
 
 from ..config.errors import ConfigError
+from ..retrieval.evaluation import EmbeddedSet, build_retrieval_metrics
 
 logger = logging.getLogger("ppfreeze")
 
 EVAL_MODES = ("classification", "retrieval")
+EVAL_KEY = "DataLoader.Eval"
+SIDES = ("Query", "Gallery")
 
 
 def evaluate(engine, epoch: int = 0) -> Dict[str, float]:
@@ -22,7 +33,6 @@ def evaluate(engine, epoch: int = 0) -> Dict[str, float]:
     try:
         with paddle.no_grad():
             if mode == "retrieval":
-                from ..retrieval.evaluation import eval_retrieval
                 return eval_retrieval(engine)
             return eval_classification(engine)
     finally:
@@ -98,3 +108,72 @@ def _sum_over_ranks(sums: Dict[str, float], count: int):
     paddle.distributed.all_reduce(t)
     values = t.numpy().tolist()
     return dict(zip(keys, values[:-1])), int(values[-1])
+
+
+def eval_retrieval(engine: Any) -> Dict[str, float]:
+    """Embed ``DataLoader.Eval.Query`` / ``Gallery`` with ``engine.model`` and compute ``Metric.Eval``.
+
+    Returns e.g. ``{"recall1": .., "recall5": .., "mAP": ..}`` in the order of the metric
+    list (the engine picks the best model by the first key). Call under ``paddle.no_grad()``
+    with the model in eval mode (``ppfreeze.engine.evaluation.evaluate`` does).
+    """
+    cfg = engine.config
+    metrics = build_retrieval_metrics((cfg.get("Metric") or {}).get("Eval"), "Metric.Eval")
+    eval_cfg = _eval_sections(cfg.get("DataLoader") or {})
+    same_set = eval_cfg["Query"]["dataset"] == eval_cfg["Gallery"]["dataset"]
+    _warn_unsupported(engine.glob)
+    query = embed_dataset(engine, "Query")
+    gallery = query if same_set else embed_dataset(engine, "Gallery")
+    results: Dict[str, float] = {}
+    for metric in metrics:
+        results.update(metric.compute(query, gallery, exclude_self=same_set))
+    if any(np.isnan(v) for v in results.values()):
+        raise ConfigError(EVAL_KEY, "no query has an image of its label in the gallery, so recall and mAP "
+                                    "are undefined", "Query and Gallery must share labels (identities)")
+    return results
+
+
+def embed_dataset(engine: Any, side: str) -> EmbeddedSet:
+    """Run ``engine.model`` over ``DataLoader.Eval.<side>`` and collect features and labels."""
+    feat_from = engine.glob.get("retrieval_feature_from", "features")
+    max_steps = engine.glob.get("max_eval_steps")
+    features, labels = [], []
+    for step, batch in enumerate(eval_loader(engine, ("Eval", side), single_process=True)):
+        if max_steps and step >= max_steps:
+            break
+        features.append(_features_of(engine.model(batch[0]), feat_from).numpy().astype(np.float32))
+        labels.append(np.asarray(batch[1]).reshape(-1))
+    if not features:
+        raise ConfigError(f"{EVAL_KEY}.{side}.dataset", "the evaluation set is empty")
+    return EmbeddedSet(np.concatenate(features), np.concatenate(labels))
+
+
+def _eval_sections(loader_cfg: Dict[str, Any]) -> Dict[str, Any]:
+    eval_cfg = loader_cfg.get("Eval")
+    if not isinstance(eval_cfg, dict):
+        raise ConfigError(EVAL_KEY, "missing: retrieval evaluation needs DataLoader.Eval.Query and .Gallery",
+                          "see configs/retrieval/quick_start_rec.yaml")
+    for side in SIDES:
+        section = eval_cfg.get(side)
+        if not isinstance(section, dict) or not isinstance(section.get("dataset"), dict):
+            present = ", ".join(k for k in eval_cfg if isinstance(eval_cfg[k], dict)) or "none"
+            raise ConfigError(f"{EVAL_KEY}.{side}", f"missing (or without a dataset); sections present: {present}",
+                              "retrieval evaluation ranks DataLoader.Eval.Query against DataLoader.Eval.Gallery; "
+                              "give both (the same dataset twice for leave-one-out evaluation)")
+    return eval_cfg
+
+
+def _features_of(output: Any, feat_from: str) -> paddle.Tensor:
+    if not isinstance(output, dict):
+        raise ConfigError("Arch.name", f"retrieval evaluation needs a model that returns a dict of outputs, "
+                                       f"got {type(output).__name__}", "use Arch.name: RecModel")
+    if feat_from not in output:
+        raise ConfigError("Global.retrieval_feature_from", f"the model output has no '{feat_from}'",
+                          f"choose one of: {', '.join(sorted(output))}")
+    return output[feat_from]
+
+
+def _warn_unsupported(glob: Dict[str, Any]) -> None:
+    if glob.get("feature_normalize", True) is False:
+        logger.warning("Global.feature_normalize: false is ignored: retrieval evaluation always ranks by "
+                       "cosine similarity (L2-normalised features)")

@@ -16,7 +16,7 @@ logger = logging.getLogger("ppfreeze")
 def configure_threads(global_cfg: Dict[str, Any]) -> int:
     """Set the CPU thread count from ``Global.num_threads`` BEFORE paddle is imported.
 
-    Paddle pins OMP_NUM_THREADS=1 when it is unset (DESIGN §4), which halves CPU training
+    Paddle pins OMP_NUM_THREADS=1 when it is unset (docs/design.md), which halves CPU training
     speed on 2 cores; we default to every core unless the user set the variable themselves.
     """
     n = global_cfg.get("num_threads")

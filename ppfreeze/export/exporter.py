@@ -68,7 +68,6 @@ def build_export_engine(config: Dict[str, Any]):
     from ..engine import Engine
     arch_cfg, options = split_export_keys(config["Arch"])
     engine = Engine({**config, "Arch": arch_cfg}, mode="export")
-    engine.freeze.restore(engine.model)  # no cut hooks or frozen BN flags in the exported graph
     engine.model.eval()
     return engine, options
 

@@ -1,17 +1,17 @@
 """Write an export into a hidden sibling directory, then swap it into place.
 
 An interrupted export leaves the previous model (or nothing) at the target, never a mix of
-old and new files. An existing target is replaced only if it holds nothing but export files.
+old and new files (the swap is ``ppfreeze.utils.io.staged_directory``, shared with the
+gallery index). An existing target is replaced only if it holds nothing but export files.
 """
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from contextlib import contextmanager
 from typing import Iterator
 
 from ..config.errors import ConfigError
+from ..utils import io
 from .model_files import PREFIX
 
 CLASS_ID_MAP = "class_id_map.txt"
@@ -35,24 +35,7 @@ def check_replaceable(target: str, key: str) -> None:
 
 @contextmanager
 def staged_directory(target: str, key: str = "Global.save_inference_dir") -> Iterator[str]:
-    """Yield an empty temporary directory; on success it replaces ``target``."""
-    check_replaceable(target, key)
-    target = os.path.abspath(target)
-    parent = os.path.dirname(target)
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.tmp-", dir=parent)
-    try:
+    """Yield an empty temporary directory; on success it replaces ``target`` (``ppfreeze.utils.io``)."""
+    with io.staged_directory(target, check=lambda t: check_replaceable(t, key)) as staging:
         yield staging
-        _swap_into_place(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
-
-def _swap_into_place(staging: str, target: str) -> None:
-    if not os.path.exists(target):
-        os.rename(staging, target)
-        return
-    old = staging + ".old"
-    os.rename(target, old)
-    os.rename(staging, target)
-    shutil.rmtree(old, ignore_errors=True)

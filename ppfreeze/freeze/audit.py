@@ -7,11 +7,12 @@ from typing import Dict, List, Tuple
 import numpy as np
 import paddle
 
+from ..errors import TrainingError
 from .model_index import unwrap
 from .plan import FreezePlan
 
 
-class FrozenTensorChanged(RuntimeError):
+class FrozenTensorChanged(TrainingError):
     """A frozen parameter or frozen BN statistic changed during training."""
 
     def __init__(self, name: str, where: str, max_abs_diff: float):

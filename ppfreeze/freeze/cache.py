@@ -24,16 +24,19 @@ logger = logging.getLogger("ppfreeze")
 MAX_CACHE_BYTES = 2 * 1024 ** 3  # past this the cache stops growing (batches with new images run in full)
 
 
-def cache_blocker(plan: Any, train_ops: List[Any]) -> Optional[str]:
-    """Why the current freeze state's prefix output cannot be cached (None if it can)."""
+def cache_blocker(plan: Any, random_ops: List[str]) -> Optional[str]:
+    """Why the current freeze state's prefix output cannot be cached (None if it can).
+
+    ``random_ops``: names of the training transforms that differ between epochs
+    (``ppfreeze.data.loader.random_transforms``).
+    """
     if plan.spec.cache_features is False:
         return "cache_features: false"
     boundary = plan.current.cut_boundary
     if boundary is None:
         return "no frozen prefix is cut (method cut / auto with a frozen prefix is required)"
-    random_ops = [type(op).__name__ for op in train_ops if getattr(op, "is_random", True)]
-    if random_ops or not train_ops:
-        return f"training transforms are random ({', '.join(random_ops) or 'unknown ops'}): each epoch sees new pixels"
+    if random_ops:
+        return f"training transforms are random ({', '.join(random_ops)}): each epoch sees new pixels"
     stats_frozen = set(plan.current.stats_frozen_layers())
     for unit in plan.index.units_through(boundary):
         layer = plan.index.layers.get(unit)
@@ -48,11 +51,6 @@ def cache_blocker(plan: Any, train_ops: List[Any]) -> Optional[str]:
     return None
 
 
-def _train_ops(loader: Any) -> List[Any]:
-    dataset = getattr(loader.dataset, "dataset", loader.dataset)
-    return list(getattr(dataset, "_ops", None) or [])
-
-
 class FeatureCache:
     """Records and replays the activation leaving the cut prefix, keyed by dataset index."""
 
@@ -65,15 +63,18 @@ class FeatureCache:
         self.nbytes = 0
         self.verified = False
         self.enabled = True
+        self.replays = 0  # batches whose prefix output came from the cache
 
     @classmethod
     def for_state(cls, model: paddle.nn.Layer, plan: Any, loader: Any) -> Optional["FeatureCache"]:
         """A cache for ``plan``'s current state, or None (the reason is logged).
 
-        Sets ``loader.dataset.return_index`` accordingly: the cache keys activations by index.
+        Makes the loader return sample indices exactly when a cache is built: it keys
+        activations by index.
         """
-        reason = cache_blocker(plan, _train_ops(loader)) if plan.current.frozen_names() else ""
-        loader.dataset.return_index = reason is None
+        from ..data.loader import random_transforms, set_return_index
+        reason = cache_blocker(plan, random_transforms(loader)) if plan.current.frozen_names() else ""
+        set_return_index(loader, reason is None)
         if reason:
             logger.info("Freeze: frozen features are not cached: %s", reason)
         if reason is not None:
@@ -93,6 +94,7 @@ class FeatureCache:
                 return run()
         cached = paddle.to_tensor(np.stack([self.store[k] for k in keys]))
         if self.verified:
+            self.replays += 1
             with self._replaying(cached):
                 return run()
         return self._verify(run, cached)
@@ -112,6 +114,7 @@ class FeatureCache:
         out = run()
         self.verified = replayed is not None and len(replayed) == len(_arrays(out)) and all(
             np.array_equal(a, b) for a, b in zip(replayed, _arrays(out)))
+        self.replays += int(self.verified)
         if not self.verified:
             self.enabled = False
             self.store.clear()

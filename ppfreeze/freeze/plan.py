@@ -90,6 +90,10 @@ class FreezePlan:
         """Per-parameter decisions of the current state, in model order."""
         return list(self.current.params.values())
 
+    def state_epochs(self) -> List[int]:
+        """Epoch 1 and every milestone epoch, ascending: the epochs at which the state changes."""
+        return sorted(self._states)
+
     def milestone_at(self, epoch: int) -> bool:
         """True when the frozen set or the LR multipliers change at the start of ``epoch``."""
         return epoch > 1 and any(m.epoch == epoch for m in self.spec.schedule)

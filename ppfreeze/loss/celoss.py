@@ -7,6 +7,8 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from ..config.errors import ConfigError
+from ..config.expr import to_number
 from .registry import LOSSES
 
 ModelOutput = Union[paddle.Tensor, Dict[str, paddle.Tensor]]
@@ -49,11 +51,10 @@ class CELoss(nn.Layer):
 def _checked_epsilon(epsilon: Optional[float]) -> Optional[float]:
     if epsilon is None:
         return None
-    # A plain ValueError: the registry turns it into a ConfigError naming the full key path.
-    value = float(epsilon)
+    value = float(to_number(epsilon, "epsilon"))
     if not 0.0 <= value < 1.0:
-        raise ValueError(f"label smoothing epsilon must be in [0, 1), got {value}; "
-                         "use e.g. 0.1, or remove the key for plain cross entropy")
+        raise ConfigError("epsilon", f"label smoothing epsilon must be in [0, 1), got {value}",
+                          "use e.g. 0.1, or remove the key for plain cross entropy")
     return value if value > 0.0 else None
 
 

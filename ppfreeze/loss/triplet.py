@@ -14,6 +14,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from ..config.errors import ConfigError
 from .registry import LOSSES
 
 ModelOutput = Union[paddle.Tensor, Dict[str, paddle.Tensor]]
@@ -57,7 +58,7 @@ class TripletLoss(nn.Layer):
         super().__init__()
         self.margin = float(margin)
         if self.margin < 0:
-            raise ValueError(f"margin must be >= 0, got {margin}")
+            raise ConfigError("margin", f"must be >= 0, got {margin}")
         self.normalize_feature = bool(normalize_feature)
         self.feat_from = feat_from
         self.soft_margin = bool(soft_margin)

@@ -6,6 +6,8 @@ from typing import Dict, List, Sequence, Union
 
 import paddle
 
+from ..config.errors import ConfigError
+
 from ..loss.celoss import ModelOutput, logits_of
 from .registry import METRICS
 
@@ -16,7 +18,8 @@ logger = logging.getLogger(__name__)
 class TopkAcc:
     """Fraction of samples whose label is among the ``k`` highest logits, for each ``k``.
 
-    Returns ``{"top1": float, "top5": float}`` for one batch.  A ``k`` larger than the
+    Returns ``{"top1": t, "top5": t}`` for one batch, as 0-d tensors left on the device (the
+    engine reads them only on log steps).  A ``k`` larger than the
     number of classes is computed as ``k = num_classes`` (always 1.0) with a one-time warning.
     """
 
@@ -24,7 +27,7 @@ class TopkAcc:
         self.topk = _checked_topk(topk)
         self._warned = False
 
-    def __call__(self, output: ModelOutput, label: paddle.Tensor) -> Dict[str, float]:
+    def __call__(self, output: ModelOutput, label: paddle.Tensor) -> Dict[str, paddle.Tensor]:
         logits = logits_of(output)
         num_classes = logits.shape[-1]
         self._warn_if_clipped(num_classes)
@@ -32,8 +35,8 @@ class TopkAcc:
         max_k = min(max(self.topk), num_classes)
         top_ids = paddle.topk(logits, k=max_k, axis=-1)[1]
         # Each row holds at most one hit, so the running sum says "hit within the first j".
-        hit_within = (top_ids == ids.unsqueeze(-1)).astype("float32").cumsum(axis=-1).mean(axis=0).numpy()
-        return {f"top{k}": float(hit_within[min(k, num_classes) - 1]) for k in self.topk}
+        hit_within = (top_ids == ids.unsqueeze(-1)).astype("float32").cumsum(axis=-1).mean(axis=0)
+        return {f"top{k}": hit_within[min(k, num_classes) - 1] for k in self.topk}
 
     def _warn_if_clipped(self, num_classes: int) -> None:
         too_big = [k for k in self.topk if k > num_classes]
@@ -46,8 +49,7 @@ class TopkAcc:
 def _checked_topk(topk: Union[int, Sequence[int]]) -> List[int]:
     ks = [topk] if isinstance(topk, int) else list(topk)
     if not ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in ks):
-        # A plain ValueError: the registry turns it into a ConfigError naming the key path.
-        raise ValueError(f"topk must be a positive integer or a list of them, got {topk!r}")
+        raise ConfigError("topk", f"expected a positive integer or a list of them, got {topk!r}")
     return ks
 
 

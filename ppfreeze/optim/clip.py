@@ -35,7 +35,7 @@ def ClipGradByValue(max: float, min: Optional[float] = None) -> nn.ClipGradByVal
     """Clamp every gradient element to ``[min, max]`` (``min`` defaults to ``-max``)."""
     low = -max if min is None else min
     if not low < max:
-        raise ValueError(f"min ({low}) must be below max ({max})")
+        raise ConfigError("min", f"min ({low}) must be below max ({max})")
     return nn.ClipGradByValue(max=max, min=low)
 
 
@@ -62,7 +62,6 @@ def build_grad_clip(opt_cfg: Dict[str, Any], key: str = "Optimizer") -> Optional
 
 
 def _positive_norm(clip_norm: float) -> float:
-    # A plain ValueError: the registry turns it into a ConfigError naming the key path.
     if not clip_norm > 0:
-        raise ValueError(f"clip_norm must be > 0, got {clip_norm}")
+        raise ConfigError("clip_norm", f"must be > 0, got {clip_norm}")
     return float(clip_norm)

@@ -198,7 +198,6 @@ def _decays_unless(exempt: Set[str]) -> Callable[[str], bool]:
 
 
 def _non_negative(value: float, name: str) -> float:
-    # A plain ValueError: the registry turns it into a ConfigError naming the key path.
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
+    if value < 0:  # the registry places the argument name under the component's key path
+        raise ConfigError(name, f"must be >= 0, got {value}")
     return float(value)

@@ -26,10 +26,8 @@ the stored vectors, so files on disk never contain removed items.
 from __future__ import annotations
 
 import json
+import logging
 import os
-import shutil
-import uuid
-import warnings
 from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
@@ -38,8 +36,9 @@ import numpy as np
 
 from .. import __version__
 from ..config.errors import ConfigError
+from ..errors import DataIntegrityError
 from ..utils.builder import Registry
-from ..utils.io import atomic_write, atomic_write_json, file_sha256
+from ..utils.io import atomic_write, atomic_write_json, backup_path, file_sha256, staged_directory
 
 FORMAT_VERSION = 1
 INDEX_FILE = "vector.index"
@@ -49,17 +48,18 @@ PADDLECLAS_ID_MAP = "id_map.pkl"
 INDEX_DIR_KEY = "IndexProcess.index_dir"
 REBUILD_HINT = "rebuild the gallery with IndexProcess.index_operation: new"
 
+logger = logging.getLogger("ppfreeze")
+
 HNSW_M = 32
 DEFAULT_EF_SEARCH = 64  # faiss's 16: recall@1 0.905 vs 0.974 on 100k x 512 (benchmarks/retrieval.py data)
 MIN_POINTS_PER_CENTROID = 39  # below this faiss k-means warns and centroids are unreliable
 
 
-class IndexMismatchError(ConfigError):
+class IndexMismatchError(DataIntegrityError):
     """An index on disk is missing, corrupted, or does not belong to the current model."""
 
     def __init__(self, path: str, message: str, hint: Optional[str] = REBUILD_HINT):
-        self.path = path
-        super().__init__(INDEX_DIR_KEY, f"{path}: {message}", hint)
+        super().__init__(path, message, hint)
 
 
 # --------------------------------------------------------------------------- dist types
@@ -165,8 +165,8 @@ def _resolve_nlist(nlist: Optional[int], n_train: int) -> int:
     if nlist is None:
         return max(1, min(int(4 * np.sqrt(n_train)), limit))
     if nlist > limit:
-        warnings.warn(f"IndexProcess.nlist={nlist} is too many clusters for {n_train} training vectors; "
-                      f"using {limit} (at most one per {MIN_POINTS_PER_CENTROID} vectors)")
+        logger.warning("IndexProcess.nlist=%d is too many clusters for %d training vectors; using %d (at most "
+                       "one per %d vectors)", nlist, n_train, limit, MIN_POINTS_PER_CENTROID)
         return limit
     return nlist
 
@@ -189,7 +189,7 @@ def _resolve_pq_nbits(n_train: int) -> int:
                           "use index_method: Flat for tiny galleries")
     nbits = min(8, int(np.log2(n_train)))
     if nbits < 8:
-        warnings.warn(f"IVFPQ: {n_train} training vectors are too few for 8-bit codes; using {nbits} bits")
+        logger.warning("IVFPQ: %d training vectors are too few for 8-bit codes; using %d bits", n_train, nbits)
     return nbits
 
 
@@ -251,7 +251,7 @@ class GalleryIndex:
                 continue
             check_positive_int(value, f"IndexProcess.{name}")
             if name not in method.uses:
-                warnings.warn(f"IndexProcess.{name} has no effect with index_method {method.name}")
+                logger.warning("IndexProcess.%s has no effect with index_method %s", name, method.name)
         if pq_m is not None and method.name == "IVFPQ":
             _resolve_pq_m(pq_m, embedding_size)  # fail now, not after extracting features
         options = IndexOptions(nlist=nlist, pq_m=pq_m, nprobe=nprobe,
@@ -398,17 +398,8 @@ class GalleryIndex:
         if self._index is None:
             raise ValueError("nothing to save: add features before saving the index")
         self.compact()
-        _check_dir_is_replaceable(index_dir)
-        parent = os.path.dirname(os.path.abspath(index_dir))
-        os.makedirs(parent, exist_ok=True)
-        staging = os.path.join(parent, f".{os.path.basename(os.path.abspath(index_dir))}.tmp-{uuid.uuid4().hex}")
-        os.mkdir(staging)
-        try:
+        with staged_directory(index_dir, check=_check_dir_is_replaceable) as staging:
             self._write_files(staging, model_hash)
-            _replace_dir(staging, index_dir)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
 
     def _write_files(self, directory: str, model_hash: str) -> None:
         index_path = os.path.join(directory, INDEX_FILE)
@@ -501,41 +492,6 @@ def _check_dir_is_replaceable(index_dir: str) -> None:
                           "saving replaces the whole directory", "use a directory dedicated to the index")
 
 
-def _backup_path(index_dir: str) -> str:
-    return os.path.abspath(index_dir) + ".previous"
-
-
-def _replace_dir(staging: str, index_dir: str) -> None:
-    """Move ``staging`` onto ``index_dir``, keeping the old one until the new one is in place."""
-    backup = _backup_path(index_dir)
-    if os.path.exists(backup):
-        shutil.rmtree(backup)  # left by an interrupted save; index_dir (if any) is newer
-    if os.path.exists(index_dir):
-        os.rename(index_dir, backup)
-        try:
-            os.rename(staging, index_dir)
-        except BaseException:
-            os.rename(backup, index_dir)
-            raise
-        shutil.rmtree(backup)
-    else:
-        os.rename(staging, index_dir)
-    _fsync_dir(os.path.dirname(os.path.abspath(index_dir)))
-
-
-def _fsync_dir(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # platforms that cannot open directories (Windows)
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 _MANIFEST_FIELDS = {"format_version": int, "model_hash": str, "embedding_size": int, "index_method": str,
                     "dist_type": str, "count": int, "next_id": int, "sha256": dict}
 
@@ -543,7 +499,7 @@ _MANIFEST_FIELDS = {"format_version": int, "model_hash": str, "embedding_size": 
 def _read_manifest(index_dir: str) -> dict:
     path = os.path.join(index_dir, MANIFEST_FILE)
     if not os.path.isdir(index_dir):
-        backup = _backup_path(index_dir)
+        backup = backup_path(index_dir)
         if os.path.isdir(backup):
             raise IndexMismatchError(index_dir, f"missing, but an interrupted save left the previous index in "
                                      f"'{backup}'", f"rename '{backup}' to '{index_dir}'")
@@ -666,7 +622,7 @@ def _check_expectations(index_dir: str, manifest: dict, model_hash: Optional[str
     if not model_hash:
         return
     if not manifest["model_hash"]:
-        warnings.warn(f"{path}: saved without a model hash; cannot check it matches model {model_hash}")
+        logger.warning("%s: saved without a model hash; cannot check it matches model %s", path, model_hash)
     elif manifest["model_hash"] != model_hash:
         raise IndexMismatchError(path, f"built with model {manifest['model_hash']}, the current model is "
                                  f"{model_hash}; features of different models are not comparable")

@@ -2,8 +2,13 @@
 
 A registry maps names to classes or factory functions.  ``build`` accepts both spellings
 PaddleClas uses -- ``{name: CELoss, epsilon: 0.1}`` and ``{CELoss: {epsilon: 0.1}}`` --
-checks the keyword arguments against the callable's signature and turns every mistake
-into a :class:`ConfigError` naming the key path and the known alternatives.
+checks the keyword arguments against the callable's signature (unknown names, numbers given
+as arithmetic strings such as ``1.0/255.0``) and reports every mistake as a :class:`ConfigError`
+naming the full key path and the known alternatives.
+
+Error boundary: a component validates its own argument values and raises ``ConfigError(arg,
+...)``; ``build`` places that key under the component's path. Any other exception raised while
+constructing a component is a bug in the component and propagates with its traceback.
 """
 from __future__ import annotations
 
@@ -11,6 +16,10 @@ import inspect
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..config.errors import ConfigError, did_you_mean
+from ..config.expr import to_number
+
+# annotations (as written in signatures) whose values must be numbers
+_NUMBER_ANNOTATIONS = {"float", "int", "Optional[float]", "Optional[int]", "Union[int, float]", "Number"}
 
 
 def split_component(cfg: Any, key: str) -> Tuple[str, Dict[str, Any]]:
@@ -42,7 +51,11 @@ class Registry:
     def register(self, obj: Optional[Callable] = None, name: Optional[str] = None):
         """Register ``obj`` (usable as a decorator, optionally with ``name=``)."""
         def _add(o: Callable) -> Callable:
-            self._items[name or o.__name__] = o
+            key = name or o.__name__
+            if key in self._items and self._items[key] is not o:
+                # two components under one name: the later one would silently win
+                raise KeyError(f"{self.kind} '{key}' is registered twice: {_where(self._items[key])} and {_where(o)}")
+            self._items[key] = o
             return o
         return _add(obj) if obj is not None else _add
 
@@ -64,12 +77,11 @@ class Registry:
         name, kwargs = split_component(cfg, key)
         factory = self.get(name, f"{key}.name" if key else "name")
         check_kwargs(factory, kwargs, f"{key}" if key else name, name)
+        kwargs = coerce_numbers(factory, kwargs, key or name)
         try:
             return factory(**kwargs, **extra)
-        except ConfigError:
-            raise
-        except (TypeError, ValueError) as e:  # bad value types surface here
-            raise ConfigError(key, f"cannot build {self.kind} '{name}' with {kwargs}: {e}") from e
+        except ConfigError as e:  # the component named its own argument; say where it sits
+            raise e.nested_under(key) from e.__cause__
 
 
 def build_list(registry: Registry, cfgs: Any, key: str, example: str) -> List[Tuple[str, Any]]:
@@ -89,12 +101,45 @@ def build_list(registry: Registry, cfgs: Any, key: str, example: str) -> List[Tu
     return built
 
 
-def check_kwargs(factory: Callable, kwargs: Dict[str, Any], key: str, name: str) -> None:
-    """Raise a ConfigError for keyword arguments the factory does not accept."""
+def _where(obj: Any) -> str:
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', obj)}"
+
+
+def _signature(factory: Callable) -> Optional[inspect.Signature]:
     target = factory.__init__ if inspect.isclass(factory) else factory
     try:
-        sig = inspect.signature(target)
+        return inspect.signature(target)
     except (TypeError, ValueError):
+        return None
+
+
+def coerce_numbers(factory: Callable, kwargs: Dict[str, Any], key: str) -> Dict[str, Any]:
+    """Arguments annotated as numbers accept PaddleClas's arithmetic strings (``1.0/255.0``);
+    any other non-number there is a ConfigError naming the argument."""
+    sig = _signature(factory)
+    if sig is None:
+        return kwargs
+    out = dict(kwargs)
+    for name, value in kwargs.items():
+        param = sig.parameters.get(name)
+        annotation = param.annotation if param is not None else inspect.Parameter.empty
+        if not isinstance(annotation, str):
+            annotation = getattr(annotation, "__name__", str(annotation))
+        if annotation not in _NUMBER_ANNOTATIONS or value is None:
+            continue
+        number = to_number(value, f"{key}.{name}")
+        if annotation in ("int", "Optional[int]"):
+            if not float(number).is_integer():
+                raise ConfigError(f"{key}.{name}", f"expected an integer, got {value!r}")
+            number = int(number)
+        out[name] = number
+    return out
+
+
+def check_kwargs(factory: Callable, kwargs: Dict[str, Any], key: str, name: str) -> None:
+    """Raise a ConfigError for keyword arguments the factory does not accept."""
+    sig = _signature(factory)
+    if sig is None:
         return
     params = sig.parameters
     if any(p.kind == p.VAR_KEYWORD for p in params.values()):

@@ -1,10 +1,14 @@
-"""Atomic file writes: a crash mid-write never replaces a good file with a broken one."""
+"""Atomic writes of files and whole directories: a crash never replaces good data with a broken copy."""
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Optional
+
+BACKUP_SUFFIX = ".previous"
 
 
 def atomic_write(path: str, write_fn: Callable[[str], None]) -> None:
@@ -61,3 +65,78 @@ def file_sha256(path: str) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def fsync_dir(path: str) -> None:
+    """Flush a directory entry (after a rename), where the platform allows opening directories."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # Windows cannot open directories
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: str) -> None:
+    for directory, _, files in os.walk(root):
+        for name in files:
+            with open(os.path.join(directory, name), "rb+") as f:
+                os.fsync(f.fileno())
+        fsync_dir(directory)
+
+
+def backup_path(target: str) -> str:
+    """Where :func:`replace_dir` keeps the previous ``target`` while it swaps (``<target>.previous``)."""
+    return os.path.abspath(target) + BACKUP_SUFFIX
+
+
+def replace_dir(staging: str, target: str) -> None:
+    """Move the complete directory ``staging`` onto ``target``.
+
+    The old ``target`` is renamed to ``<target>.previous`` first and removed only once the new
+    one is in place; a failure in between renames it back. If the process dies between the two
+    renames, ``<target>.previous`` holds the old, complete directory (readers say so).
+    """
+    target = os.path.abspath(target)
+    backup = backup_path(target)
+    if os.path.exists(backup):
+        shutil.rmtree(backup)  # left by an interrupted swap; target (if any) is newer
+    if os.path.exists(target):
+        os.rename(target, backup)
+        try:
+            os.rename(staging, target)
+        except BaseException:
+            os.rename(backup, target)
+            raise
+        shutil.rmtree(backup)
+    else:
+        os.rename(staging, target)
+    fsync_dir(os.path.dirname(target))
+
+
+@contextmanager
+def staged_directory(target: str, check: Optional[Callable[[str], None]] = None) -> Iterator[str]:
+    """Yield an empty sibling directory of ``target``; when the block succeeds its files are
+    flushed to disk and it replaces ``target`` (:func:`replace_dir`). On any failure ``target``
+    is untouched and the staging directory removed.
+
+    ``check(target)`` runs first (e.g. refuse a target that holds foreign files).
+    """
+    if check is not None:
+        check(target)
+    target = os.path.abspath(target)
+    parent = os.path.dirname(target)
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.tmp-", dir=parent)
+    os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes 0700; the result is an ordinary directory
+    try:
+        yield staging
+        _fsync_tree(staging)
+        replace_dir(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
