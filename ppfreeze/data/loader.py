@@ -20,7 +20,8 @@ from paddle.io.dataloader.collate import default_collate_fn
 from ..config.errors import ConfigError, check_mapping, did_you_mean
 from ..utils.builder import split_component
 # imported for their registrations (datasets, samplers)
-from . import cifar, dataset, multi_scale, multilabel_dataset, reid_dataset  # noqa: F401
+from . import cifar as _cifar, dataset as _dataset, multi_scale as _multi_scale  # noqa: F401
+from . import multilabel_dataset as _multilabel_dataset, reid_dataset as _reid_dataset  # noqa: F401
 from .preprocess import nest_config_error
 from .registry import BATCH_OPS, DATASETS, SAMPLERS
 from .sampler import derive_seed

@@ -17,7 +17,7 @@ import pickle
 import sys
 import tarfile
 import tempfile
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 
