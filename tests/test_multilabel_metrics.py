@@ -213,3 +213,17 @@ def test_vehicle_and_table_attributes():
     table = TableAttribute(obstruction_threshold=0.8)(np.array([[0.9, 0.2, 0.6, 0.4, 0.7, 0.1]]))[0]
     assert table == {"attributes": ["Scanned", "Numerous", "Black-and-White", "Blurry", "With-Obstacles", "Tilted"],
                      "output": [1, 0, 1, 0, 0, 0]}
+
+
+def test_epoch_metric_merges_ranks_in_sample_order_without_padding():
+    from ppfreeze.data.sampler import DistributedBatchSampler
+    from ppfreeze.metric import MultiLabelMAP
+    n, ranks = 7, 2   # padded to 8 by the sampler: sample 0 appears twice
+    per_rank = []
+    for rank in range(ranks):
+        shard = DistributedBatchSampler(list(range(n)), 2, num_replicas=ranks, rank=rank)
+        per_rank.append([(np.array(b, np.float32)[:, None], np.array(b)[:, None]) for b in shard])
+    metric = MultiLabelMAP()
+    metric.merge_ranks(per_rank, n)
+    merged = np.concatenate([logits for logits, _ in metric.batches]).ravel()
+    assert merged.tolist() == list(range(n))

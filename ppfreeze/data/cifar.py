@@ -128,9 +128,10 @@ class _CifarBase(paddle.io.Dataset):
         path = default if data_file is None else data_file
         if os.path.isfile(path):
             return path
-        given = "data_file is null, so the default location" if data_file is None else "data_file"
-        why = " (download: true is ignored: ppfreeze never downloads)" if download and data_file is None else ""
-        raise ConfigError("data_file", f"{path} does not exist ({given}){why}",
+        where = " (data_file is null, so the default location is used)" if data_file is None else ""
+        if download:
+            where += "; download: true is ignored, ppfreeze never downloads"
+        raise ConfigError("data_file", f"{path} does not exist{where}",
                           f"put the python-version tarball {self.tarball} from https://www.cs.toronto.edu/~kriz/"
                           f"cifar.html at {default}, or set data_file to where it is")
 
