@@ -143,13 +143,14 @@ def test_triplet_loss_batch_hard_mining_hand_case():
 
 
 def test_triplet_v2_normalises_and_builds_from_config():
-    loss = build_loss([{"TripletLossV2": {"weight": 0.5, "margin": 0.3, "feat_from": "features"}}], "Loss.Train")
+    loss = build_loss([{"TripletLossV2": {"weight": 0.5, "margin": 0.3, "feature_from": "features"}}], "Loss.Train")
     feats = paddle.to_tensor([[1.0, 0.0], [10.0, 1.0], [0.0, 1.0], [0.0, 7.0]])
     value = float(loss({"features": feats}, paddle.to_tensor([0, 0, 1, 1]))["loss"])
     expected = 0.5 * float(TripletLoss(margin=0.3)({"features": paddle.nn.functional.normalize(feats)},
                                                    paddle.to_tensor([0, 0, 1, 1])))
     assert math.isclose(value, expected, rel_tol=1e-5)
-    assert TripletLossV2().feat_from == "backbone"  # PaddleClas default
+    assert TripletLossV2().feat_from == "features"  # PaddleClas default (its re-id configs pass "backbone")
+    assert TripletLossV2(feature_from="backbone").feat_from == TripletLossV2(feat_from="backbone").feat_from
     with pytest.raises(ConfigError) as e:
         build_loss([{"TripletLoss": {"margn": 1.0}}], "Loss.Train")
     assert e.value.key == "Loss.Train.0.TripletLoss.margn"
@@ -278,7 +279,7 @@ def test_train_retrieval_end_to_end_with_frozen_backbone(demo_root, tmp_path):
         "Freeze": {"rules": [{"select": ["stem", "blocks2", "blocks3"]}], "bn": "frozen", "verify": "epoch",
                    "allow_random_frozen": True},
         "Loss": {"Train": [{"CELoss": {"weight": 1.0}},
-                           {"TripletLossV2": {"weight": 1.0, "feat_from": "features"}}]},
+                           {"TripletLossV2": {"weight": 1.0, "feature_from": "features"}}]},
         "Optimizer": {"name": "Momentum", "momentum": 0.9, "lr": {"name": "Cosine", "learning_rate": 0.05}},
         "DataLoader": {"Train": loader_section(demo_root, "rec_train_list.txt", TRAIN_OPS, sampler),
                        "Eval": eval_section(demo_root)},

@@ -28,9 +28,11 @@ GLOBAL_KEYS: Dict[str, Tuple[type, ...]] = {
     "eval_mode": (str,), "num_threads": (int, type(None)), "export_format": (str,), "to_static": (bool,),
     "retrieval_feature_from": (str,), "feature_normalize": (bool,), "max_eval_steps": (int, type(None)),
     "max_train_steps": (int, type(None)), "allow_missing_keys": (bool,),
+    # multi-label targets ([N, C] / [N, 2, C]); evaluation passes labels through unchanged either way
+    "use_multilabel": (bool,),
 }
 # PaddleClas Global keys we accept but do not act on (a warning says so).
-IGNORED_GLOBAL_KEYS = ("use_dali", "re_ranking", "use_multilabel", "distributed", "pretrained", "infer_imgs",
+IGNORED_GLOBAL_KEYS = ("use_dali", "re_ranking", "distributed", "pretrained", "infer_imgs",
                        "update_freq", "save_inference_freq", "use_fp16", "platform")
 
 

@@ -1,12 +1,13 @@
 """Data: datasets, preprocess ops, samplers, loaders, post-processing.
 
 Importing this package does not import paddle: deploy tools use the preprocess ops and
-``Topk`` alone. The paddle-backed parts (datasets, samplers, ``build_dataloader``) load on
+the post-processes alone. The paddle-backed parts (datasets, samplers, ``build_dataloader``) load on
 first access.
 """
 from ..utils.lazy import lazy_getattr
 
-from .postprocess import Topk
+from .postprocess import MultiLabelThreshOutput, ScoreOutput, ThreshOutput, Topk
+from .attr_postprocess import PersonAttribute, TableAttribute, VehicleAttribute
 from .preprocess import create_operators, transform
 from .registry import BATCH_OPS, DATASETS, OPS, POSTPROCESS, SAMPLERS
 from . import pk_sampler  # noqa: F401  (registers PKSampler / DistributedRandomIdentitySampler; numpy only)
@@ -17,12 +18,26 @@ _PADDLE_BACKED = {
     "set_loader_epoch": "loader",
     "EpochSeededDataset": "loader",
     "ImageNetDataset": "dataset",
+    "ICartoonDataset": "dataset",
+    "CustomLabelDataset": "dataset",
+    "MultiLabelDataset": "multilabel_dataset",
+    "Cifar10": "cifar",
+    "Cifar100": "cifar",
+    "Market1501": "reid_dataset",
+    "DukeMTMC": "reid_dataset",
+    "VeriWild": "reid_dataset",
+    "CompCars": "reid_dataset",
+    "MultiScaleDataset": "multi_scale",
+    "MultiScaleSampler": "multi_scale",
     "BatchSampler": "sampler",
     "DistributedBatchSampler": "sampler",
+    "RASampler": "sampler",
 }
 
 __getattr__ = lazy_getattr(__name__, _PADDLE_BACKED)
 
 
-__all__ = ["Topk", "create_operators",
+__all__ = ["Topk", "ThreshOutput",
+           "MultiLabelThreshOutput", "ScoreOutput", "PersonAttribute", "VehicleAttribute", "TableAttribute",
+           "create_operators",
            "transform", "BATCH_OPS", "DATASETS", "OPS", "POSTPROCESS", "SAMPLERS", *_PADDLE_BACKED]

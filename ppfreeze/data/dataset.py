@@ -1,8 +1,12 @@
-"""Datasets that read PaddleClas label files (``relative/path label`` per line)."""
+"""Datasets that read PaddleClas list files (``relative/path label`` per line) and shared helpers.
+
+The helpers here (list-file reading, image loading, CHW layout) are used by every dataset
+module: ``multilabel_dataset``, ``reid_dataset``, ``cifar``, ``multi_scale``.
+"""
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import paddle
@@ -19,10 +23,38 @@ class LabelLine:
 
     __slots__ = ("path", "label", "line_no")
 
-    def __init__(self, path: str, label: int, line_no: int):
+    def __init__(self, path: str, label: Any, line_no: int):
         self.path = path
         self.label = label
         self.line_no = line_no
+
+
+def iter_list_lines(list_path: str, key: str) -> Iterator[Tuple[int, str]]:
+    """Yield ``(line_no, stripped line)`` for the non-blank lines of a list file.
+
+    A missing file is a ConfigError on ``key``.
+    """
+    if not isinstance(list_path, str) or not os.path.isfile(list_path):
+        raise ConfigError(key, f"list file {list_path!r} does not exist",
+                          "check the path; relative paths are resolved from the current directory")
+    with open(list_path, "r", encoding="utf-8") as f:
+        for line_no, raw in enumerate(f, start=1):
+            line = raw.strip()
+            if line:
+                yield line_no, line
+
+
+def split_fields(line: str, delimiter: Optional[str]) -> List[str]:
+    """Split on ``delimiter``; None (or one space, PaddleClas's default) splits on runs of whitespace."""
+    return line.split(delimiter) if delimiter not in (None, " ") else line.split()
+
+
+def parse_int(text: str, what: str, where: str, line: str, key: str) -> int:
+    """``int(text)`` or a ConfigError naming ``file:line`` and showing the line."""
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(key, f"{where}: {what} {text!r} is not an integer in line {line!r}") from None
 
 
 def read_label_file(label_path: str, image_root: str, delimiter: Optional[str] = None,
@@ -32,15 +64,8 @@ def read_label_file(label_path: str, image_root: str, delimiter: Optional[str] =
     ``delimiter`` None splits on runs of whitespace (PaddleClas's default is one space).
     A malformed line raises a ConfigError naming ``file:line`` and showing the line.
     """
-    if not isinstance(label_path, str) or not os.path.isfile(label_path):
-        raise ConfigError(key, f"label file {label_path!r} does not exist",
-                          "check the path; relative paths are resolved from the current directory")
-    samples = []
-    with open(label_path, "r", encoding="utf-8") as f:
-        for line_no, raw in enumerate(f, start=1):
-            line = raw.strip()
-            if line:
-                samples.append(_parse_label_line(line, line_no, label_path, image_root, delimiter, key))
+    samples = [_parse_label_line(line, line_no, label_path, image_root, delimiter, key)
+               for line_no, line in iter_list_lines(label_path, key)]
     if not samples:
         raise ConfigError(key, f"label file {label_path} lists no images",
                           "expected lines such as 'images/cat_001.jpg 3'")
@@ -49,21 +74,25 @@ def read_label_file(label_path: str, image_root: str, delimiter: Optional[str] =
 
 def _parse_label_line(line: str, line_no: int, label_path: str, image_root: str,
                       delimiter: Optional[str], key: str) -> LabelLine:
-    fields = line.split(delimiter) if delimiter not in (None, " ") else line.split()
+    fields = split_fields(line, delimiter)
     where = f"{label_path}:{line_no}"
     if len(fields) != 2:
         sep = "whitespace" if delimiter in (None, " ") else repr(delimiter)
         raise ConfigError(key, f"{where}: expected 2 fields 'image_path label' separated by {sep}, "
                                f"found {len(fields)} in line {line!r}",
                           "set dataset.delimiter if the file uses another separator")
-    try:
-        label = int(fields[1])
-    except ValueError:
-        raise ConfigError(key, f"{where}: label {fields[1]!r} is not an integer in line {line!r}") from None
+    label = parse_int(fields[1], "label", where, line, key)
     return LabelLine(os.path.join(image_root, fields[0]), label, line_no)
 
 
-def check_images_exist(samples: List[LabelLine], label_path: str, key: str = "image_root") -> None:
+def check_image_root(image_root: Any, key: str = "image_root") -> str:
+    """``image_root`` must be an existing directory."""
+    if not isinstance(image_root, str) or not os.path.isdir(image_root):
+        raise ConfigError(key, f"image directory {image_root!r} does not exist")
+    return image_root
+
+
+def check_images_exist(samples: Sequence[LabelLine], label_path: str, key: str = "image_root") -> None:
     """Raise one ConfigError listing the first missing image files (with their label-file lines)."""
     missing = [s for s in samples if not os.path.isfile(s.path)]
     if not missing:
@@ -74,13 +103,58 @@ def check_images_exist(samples: List[LabelLine], label_path: str, key: str = "im
                       "image paths in the label file are relative to image_root")
 
 
-def _outputs_chw(ops: List[Callable]) -> bool:
-    """Whether the op list already yields CHW images (so the dataset must not transpose again)."""
+def relabel_map(labels: Sequence[int]) -> Dict[int, int]:
+    """Sorted distinct labels -> 0..K-1 (PaddleClas enumerates a set of small ints: the same order)."""
+    return {old: new for new, old in enumerate(sorted(set(labels)))}
+
+
+# Ops after which the image is CHW (ToTensor: paddle.vision's op, CHW unless data_format says HWC).
+def outputs_chw(ops: Sequence[Callable]) -> bool:
+    """Whether the op list yields CHW images (so the dataset must not transpose again)."""
     chw = False
     for op in ops:
         if isinstance(op, ToCHWImage) or (isinstance(op, DecodeImage) and op.channel_first):
             chw = True
+        elif type(op).__name__ == "ToTensor":
+            chw = str(getattr(op, "data_format", "CHW")).upper() == "CHW"
     return chw
+
+
+def finish_image(img: Any, transposes: bool) -> np.ndarray:
+    """HWC -> CHW when the ops did not do it; float32 unless the ops chose float16."""
+    img = np.asarray(img)
+    if transposes:
+        img = img.transpose((2, 0, 1))
+    if img.dtype != np.float16:  # keep NormalizeImage(output_fp16=True) as asked
+        img = img.astype(np.float32, copy=False)
+    return np.ascontiguousarray(img)
+
+
+def read_image_bytes(path: str, where: str) -> bytes:
+    """The raw bytes of an image file; an unreadable file names where it was listed."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise ValueError(f"cannot read image {path} ({where}): {e}") from e
+
+
+def apply_ops(data: Any, ops: Sequence[Callable], path: str, where: str) -> Any:
+    """``transform(data, ops)``; a failure names the image and where it was listed."""
+    try:
+        return transform(data, ops)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot load image {path} ({where}): {e}") from e
+
+
+def build_ops(transform_ops: Optional[List[Any]], key: str = "transform_ops",
+              decode_first: bool = True) -> List[Callable]:
+    """Build ``transform_ops``; with ``decode_first`` the list must start with DecodeImage."""
+    ops = create_operators(transform_ops, key)
+    if decode_first and (not ops or not isinstance(ops[0], DecodeImage)):
+        raise ConfigError(key, "the op list must start with DecodeImage (the dataset reads "
+                               "encoded image bytes)", "add '- DecodeImage: {to_rgb: true}' first")
+    return ops
 
 
 @DATASETS.register
@@ -101,15 +175,10 @@ class ImageNetDataset(paddle.io.Dataset):
     def __init__(self, image_root: str, cls_label_path: str, transform_ops: Optional[List[Any]] = None,
                  delimiter: Optional[str] = None, relabel: bool = False):
         super().__init__()
-        if not isinstance(image_root, str) or not os.path.isdir(image_root):
-            raise ConfigError("image_root", f"image directory {image_root!r} does not exist")
-        self.image_root = image_root
+        self.image_root = check_image_root(image_root)
         self.cls_label_path = cls_label_path
-        self._ops = create_operators(transform_ops, "transform_ops")
-        if not self._ops or not isinstance(self._ops[0], DecodeImage):
-            raise ConfigError("transform_ops", "the op list must start with DecodeImage (the dataset reads "
-                                               "encoded image bytes)", "add '- DecodeImage: {to_rgb: true}' first")
-        self._transposes = not _outputs_chw(self._ops)
+        self._ops = build_ops(transform_ops)
+        self._transposes = not outputs_chw(self._ops)
         self._samples = read_label_file(cls_label_path, image_root, delimiter)
         check_images_exist(self._samples, cls_label_path)
         if relabel:
@@ -118,7 +187,7 @@ class ImageNetDataset(paddle.io.Dataset):
         self.labels: List[int] = [s.label for s in self._samples]
 
     def _relabel(self) -> None:
-        new_id = {old: new for new, old in enumerate(sorted({s.label for s in self._samples}))}
+        new_id = relabel_map([s.label for s in self._samples])
         for s in self._samples:
             s.label = new_id[s.label]
 
@@ -137,14 +206,88 @@ class ImageNetDataset(paddle.io.Dataset):
 
     def __getitem__(self, idx: int) -> Tuple[np.ndarray, np.int64]:
         sample = self._samples[idx]
-        try:
-            with open(sample.path, "rb") as f:
-                img = transform(f.read(), self._ops)
-        except (OSError, ValueError) as e:
-            raise ValueError(f"cannot load image {sample.path} (listed at {self.cls_label_path}:"
-                             f"{sample.line_no}): {e}") from e
-        if self._transposes:
-            img = img.transpose((2, 0, 1))
-        if img.dtype != np.float16:  # keep NormalizeImage(output_fp16=True) as asked
-            img = img.astype(np.float32, copy=False)
-        return np.ascontiguousarray(img), np.int64(sample.label)
+        where = f"listed at {self.cls_label_path}:{sample.line_no}"
+        img = apply_ops(read_image_bytes(sample.path, where), self._ops, sample.path, where)
+        return finish_image(img, self._transposes), np.int64(sample.label)
+
+
+@DATASETS.register
+class ICartoonDataset(ImageNetDataset):
+    """PaddleClas's iCartoonFace list: ``relative/path<TAB>label`` lines (otherwise ImageNetDataset).
+
+    Args:
+        image_root: directory the list's paths are relative to.
+        cls_label_path: tab-separated list file.
+        transform_ops: PaddleClas op list starting with DecodeImage.
+    """
+
+    def __init__(self, image_root: str, cls_label_path: str, transform_ops: Optional[List[Any]] = None):
+        super().__init__(image_root, cls_label_path, transform_ops, delimiter="\t")
+
+
+@DATASETS.register
+class CustomLabelDataset(paddle.io.Dataset):
+    """Images whose label comes from a transform op (PaddleClas ``CustomLabelDataset``).
+
+    Each line of ``sample_list_path`` names an image (with ``delimiter`` set, only the first
+    field; without it the whole line is the path, as in PaddleClas). The ops run on a sample
+    dict ``{"img": ...}``: every op gets the image, and an op may return a dict such as
+    ``{"img": rotated, "random_rot90_orientation": 2}`` whose other entries join the sample
+    (PaddleClas's ``format_data`` convention). ``label_key`` names the entry used as label.
+
+    ``__getitem__`` returns ``(image float32 CHW, label int64)``.
+
+    Args:
+        image_root: directory the list's paths are relative to.
+        sample_list_path: list file, one image per line.
+        transform_ops: PaddleClas op list starting with DecodeImage; one op must yield ``label_key``.
+        label_key: sample entry holding the label, e.g. ``random_rot90_orientation``.
+        delimiter: separator after the image path, when lines carry more fields.
+    """
+
+    def __init__(self, image_root: str, sample_list_path: str, transform_ops: Optional[List[Any]] = None,
+                 label_key: Optional[str] = None, delimiter: Optional[str] = None):
+        super().__init__()
+        if not isinstance(label_key, str) or not label_key:
+            raise ConfigError("label_key", f"expected the name of the sample entry an op writes the label to, "
+                                           f"got {label_key!r}",
+                              "e.g. label_key: random_rot90_orientation with the RandomRot90 op; ppfreeze "
+                              "trains on (image, label) pairs")
+        self.image_root = check_image_root(image_root)
+        self.sample_list_path = sample_list_path
+        self.label_key = label_key
+        self._ops = build_ops(transform_ops)
+        self._transposes = not outputs_chw(self._ops)
+        self._samples = [LabelLine(os.path.join(image_root, line if delimiter is None else line.split(delimiter)[0]),
+                                   None, line_no)
+                         for line_no, line in iter_list_lines(sample_list_path, "sample_list_path")]
+        if not self._samples:
+            raise ConfigError("sample_list_path", f"list file {sample_list_path} lists no images")
+        check_images_exist(self._samples, sample_list_path)
+        self.images: List[str] = [s.path for s in self._samples]
+
+    def __len__(self) -> int:
+        return len(self._samples)
+
+    def __getitem__(self, idx: int) -> Tuple[np.ndarray, np.int64]:
+        sample = self._samples[idx]
+        where = f"listed at {self.sample_list_path}:{sample.line_no}"
+        record = transform_record({"img": read_image_bytes(sample.path, where)}, self._ops, sample.path, where)
+        if self.label_key not in record:
+            raise ValueError(f"label_key {self.label_key!r} is not produced by the transform ops for {sample.path}: "
+                             f"the sample holds {sorted(record)}")
+        return finish_image(record["img"], self._transposes), np.int64(record[self.label_key])
+
+
+def transform_record(record: Dict[str, Any], ops: Sequence[Callable], path: str, where: str) -> Dict[str, Any]:
+    """Run ``ops`` on ``record["img"]``; dict results (``{"img": .., "<label>": ..}``) are merged in."""
+    record = dict(record)
+    for op in ops:
+        result = apply_ops(record["img"], [op], path, where)
+        if isinstance(result, dict):
+            if "img" not in result:
+                raise ValueError(f"{type(op).__name__} returned a dict without 'img' for {path}")
+            record.update(result)
+        else:
+            record["img"] = result
+    return record

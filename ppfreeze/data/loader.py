@@ -8,6 +8,7 @@ code advanced those RNGs. Call :func:`set_loader_epoch` before each epoch.
 """
 from __future__ import annotations
 
+import inspect
 import random
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
@@ -17,7 +18,10 @@ import paddle
 from paddle.io.dataloader.collate import default_collate_fn
 
 from ..config.errors import ConfigError, check_mapping, did_you_mean
-from . import dataset as _datasets  # noqa: F401  (registers the datasets)
+from ..utils.builder import split_component
+# imported for their registrations (datasets, samplers)
+from . import cifar as _cifar, dataset as _dataset, multi_scale as _multi_scale  # noqa: F401
+from . import multilabel_dataset as _multilabel_dataset, reid_dataset as _reid_dataset  # noqa: F401
 from .registry import BATCH_OPS, DATASETS, SAMPLERS
 from .sampler import derive_seed
 
@@ -57,12 +61,14 @@ class EpochSeededDataset(paddle.io.Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, idx: int) -> Any:
-        sample_seed = derive_seed(self.seed, self.epoch, idx)
+    def __getitem__(self, idx: Any) -> Any:
+        # MultiScaleSampler indexes with (width, height, index): the draws follow the image
+        index = int(idx[-1]) if isinstance(idx, (tuple, list)) else idx
+        sample_seed = derive_seed(self.seed, self.epoch, index)
         random.seed(sample_seed)
         np.random.seed(sample_seed)
         sample = self.dataset[idx]
-        return (*sample, np.int64(idx)) if self.return_index else sample
+        return (*sample, np.int64(index)) if self.return_index else sample
 
 
 class BatchTransformCollate:
@@ -94,7 +100,7 @@ def build_dataloader(cfg: Dict[str, Any], mode: str, seed: int = 0,
     mode_key = f"{key}.{mode}"
     dataset_cfg = dict(_required(section, "dataset", mode_key))
     batch_ops_cfg = dataset_cfg.pop("batch_transform_ops", None)
-    dataset = EpochSeededDataset(_build_dataset(dataset_cfg, f"{mode_key}.dataset"), seed)
+    dataset = EpochSeededDataset(_build_dataset(dataset_cfg, f"{mode_key}.dataset", seed), seed)
     sampler = _build_sampler(_required(section, "sampler", mode_key), f"{mode_key}.sampler", dataset, seed)
     options = _loader_options(section.get("loader"), f"{mode_key}.loader")
     batch_ops = _build_batch_ops(batch_ops_cfg, f"{mode_key}.dataset.batch_transform_ops")
@@ -160,8 +166,11 @@ def _required(section: Dict[str, Any], name: str, key: str) -> Any:
     return value
 
 
-def _build_dataset(dataset_cfg: Dict[str, Any], key: str) -> Any:
-    return DATASETS.build(dataset_cfg, key)
+def _build_dataset(dataset_cfg: Dict[str, Any], key: str, seed: int) -> Any:
+    # datasets with a `seed` argument (e.g. Cifar10's sample_per_label draw) get the run's seed
+    name = split_component(dataset_cfg, key)[0]
+    takes_seed = "seed" in inspect.signature(DATASETS.get(name, f"{key}.name")).parameters
+    return DATASETS.build(dataset_cfg, key, **({"seed": seed} if takes_seed else {}))
 
 
 def _build_sampler(sampler_cfg: Dict[str, Any], key: str, dataset: Any, seed: int) -> Any:

@@ -156,6 +156,18 @@ class DistributedRandomIdentitySampler(PKSampler):
             raise ConfigError("num_instances", e.message, e.hint) from None
 
 
+@SAMPLERS.register
+class NaiveIdentityBatchSampler(DistributedRandomIdentitySampler):
+    """PaddleClas's MetaBIN name for P x K batches (``num_instances`` = K); always shuffled.
+
+    PaddleClas draws its identities without covering every image and runs as an endless
+    stream; here an epoch covers every image (see the module docstring).
+    """
+
+    def __init__(self, dataset: Any, batch_size: int, num_instances: int, drop_last: bool = True, seed: int = 0):
+        super().__init__(dataset, batch_size, num_instances, drop_last=drop_last, shuffle=True, seed=seed)
+
+
 def _members_by_label(dataset: Any) -> Dict[Any, np.ndarray]:
     labels = getattr(dataset, "labels", None)
     if labels is None or len(labels) == 0:

@@ -7,6 +7,7 @@ every pass; ours mixes in the run seed and honours ``set_epoch`` exactly.
 """
 from __future__ import annotations
 
+import math
 from typing import Iterator, List, Sized
 
 import numpy as np
@@ -72,3 +73,58 @@ class BatchSampler(DistributedBatchSampler):
         super().__init__(dataset, batch_size, shuffle=shuffle, drop_last=drop_last, seed=seed,
                          num_replicas=1, rank=0)
 
+
+
+@SAMPLERS.register
+class RASampler(DistributedBatchSampler):
+    """Repeated augmentation (DeiT; PaddleClas ``RASampler``): every image ``num_repeats`` times per epoch.
+
+    The (shuffled) index list repeats each index ``num_repeats`` times in a row, is padded to a
+    multiple of the ranks and dealt round-robin, so the copies of an image land on different
+    ranks (or side by side in one batch on a single process), each with its own augmentation.
+    Each rank then keeps only ``floor(N / 256) * 256 / ranks`` indices, so an epoch is as long
+    as a plain one (N images) rounded down to a multiple of 256 -- a dataset of fewer than 256
+    images gives no batch, which is refused.
+
+    Args:
+        dataset: the dataset (given by the loader).
+        batch_size: samples per batch on each rank.
+        num_replicas, rank: override the distributed environment.
+        shuffle: reshuffle every epoch from ``(seed, epoch)``.
+        drop_last: drop the last incomplete batch.
+        num_repeats: copies of each image per epoch.
+        seed: the run's seed (given by the loader).
+    """
+
+    def __init__(self, dataset: Sized, batch_size: int, num_replicas: int = None, rank: int = None,
+                 shuffle: bool = False, drop_last: bool = False, num_repeats: int = 3, seed: int = 0):
+        super().__init__(dataset, batch_size, shuffle=shuffle, drop_last=drop_last, seed=seed,
+                         num_replicas=num_replicas, rank=rank)
+        if isinstance(num_repeats, bool) or not isinstance(num_repeats, int) or num_repeats < 1:
+            raise ConfigError("num_repeats", f"expected a positive integer, got {num_repeats!r}")
+        self.num_repeats = num_repeats
+        self.num_samples = int(math.ceil(len(dataset) * num_repeats / self.nranks))
+        self.total_size = self.num_samples * self.nranks
+        self.num_selected = int(math.floor(len(dataset) // 256 * 256 / self.nranks))
+        if len(self) == 0:
+            raise ConfigError("batch_size", f"RASampler keeps floor(N / 256) * 256 / ranks = {self.num_selected} "
+                                            f"images per rank of the {len(dataset)}, too few for one batch of "
+                                            f"{batch_size}", "use DistributedBatchSampler for small datasets")
+
+    def __iter__(self) -> Iterator[List[int]]:
+        indices = np.arange(len(self.dataset))
+        if self.shuffle:
+            np.random.RandomState(derive_seed(self.seed, self.current_epoch)).shuffle(indices)
+        self.current_epoch += 1
+        repeated = np.repeat(indices, self.num_repeats).tolist()
+        repeated += repeated[:self.total_size - len(repeated)]
+        mine = repeated[self.local_rank:self.total_size:self.nranks][:self.num_selected]
+        for start in range(0, len(mine), self.batch_size):
+            batch = mine[start:start + self.batch_size]
+            if len(batch) == self.batch_size or not self.drop_last:
+                yield batch
+
+    def __len__(self) -> int:
+        if self.drop_last:
+            return self.num_selected // self.batch_size
+        return math.ceil(self.num_selected / self.batch_size)

@@ -1,4 +1,5 @@
-"""Evaluation loops: classification (loss + Top-k) and retrieval (Recall@k, mAP).
+"""Evaluation loops: classification (loss + metrics such as Top-k, multi-label, attribute) and
+retrieval (Recall@k, mAP).
 
 Retrieval layout (PaddleClas): ``DataLoader.Eval.Query`` and ``DataLoader.Eval.Gallery`` are
 loader sections; ``Metric.Eval`` lists ``Recallk`` (``topk``) and ``mAP``. Every query is
@@ -22,11 +23,16 @@ logger = logging.getLogger("ppfreeze")
 EVAL_MODES = ("classification", "retrieval")
 EVAL_KEY = "DataLoader.Eval"
 SIDES = ("Query", "Gallery")
+# PaddleClas modes we do not run, with why
+UNSUPPORTED_EVAL_MODES = {"adaface": "face verification on LFW / CFP / AgeDB pairs (AdaFace) is not implemented"}
 
 
 def evaluate(engine, epoch: int = 0) -> Dict[str, float]:
     """Run the evaluation selected by ``Global.eval_mode`` and log the averages."""
     mode = engine.glob.get("eval_mode", "classification")
+    if mode in UNSUPPORTED_EVAL_MODES:
+        raise ConfigError("Global.eval_mode", f"{mode!r}: {UNSUPPORTED_EVAL_MODES[mode]}",
+                          f"use one of {', '.join(EVAL_MODES)}")
     if mode not in EVAL_MODES:
         raise ConfigError("Global.eval_mode", f"expected one of {EVAL_MODES}, got {mode!r}")
     engine.model.eval()
@@ -67,7 +73,14 @@ def _single_process_section(section: Any, key: str) -> Dict[str, Any]:
 
 
 def eval_classification(engine) -> Dict[str, float]:
-    """Average Loss.Eval and Metric.Eval over ``DataLoader.Eval`` (weighted by batch size)."""
+    """Loss.Eval and Metric.Eval over ``DataLoader.Eval``.
+
+    Per-batch metrics and losses are averaged weighted by batch size; epoch metrics
+    (TprAtFpr, MultiLabelMAP, ATTRMetric) are computed from every sample. Labels reach the
+    metrics as the dataset yields them: class ids, or ``[N, C]`` / ``[N, 2, C]`` multi-label
+    targets (``Global.use_multilabel`` needs no reshaping here). Metrics come first, in
+    list order (the first one picks the best model), then the losses.
+    """
     from ..loss import build_loss
     from ..metric import build_metrics
     cfg = engine.config
@@ -78,25 +91,45 @@ def eval_classification(engine) -> Dict[str, float]:
         raise ConfigError("Metric.Eval", "missing", "add e.g. Metric: {Eval: [{TopkAcc: {topk: [1, 5]}}]}")
     loss_fn = build_loss((cfg.get("Loss") or {}).get("Eval"), "Loss.Eval", required=False)
     metric_fn = build_metrics(metric_cfg, "Metric.Eval")
-    sums: Dict[str, float] = {}
+    metric_fn.reset()
+    metric_sums: Dict[str, float] = {}
+    loss_sums: Dict[str, float] = {}
     count = 0
     max_steps = engine.glob.get("max_eval_steps")
-    for it, batch in enumerate(eval_loader(engine)):
+    loader = eval_loader(engine)
+    for it, batch in enumerate(loader):
         if max_steps and it >= max_steps:
             break
         images, labels = batch[0], batch[1]
         out = engine.model(images)
         n = images.shape[0]
-        values = dict(metric_fn(out, labels))
+        _add_weighted(metric_sums, metric_fn.update(out, labels), n)
         if loss_fn is not None:
-            values.update({k: float(v) for k, v in loss_fn(out, labels).items()})
-        for k, v in values.items():
-            sums[k] = sums.get(k, 0.0) + float(v) * n
+            _add_weighted(loss_sums, loss_fn(out, labels), n)
         count += n
-    sums, count = _sum_over_ranks(sums, count)
+    sums, count = _sum_over_ranks({**metric_sums, **loss_sums}, count)
     if count == 0:
         raise ConfigError("DataLoader.Eval.dataset", "the evaluation set is empty")
-    return {k: v / count for k, v in sums.items()}
+    _merge_epoch_metrics(metric_fn, len(loader.dataset))
+    averages = {k: v / count for k, v in sums.items()}
+    results = metric_fn.results(averages)
+    results.update({k: averages[k] for k in loss_sums})
+    return results
+
+
+def _add_weighted(sums: Dict[str, float], values: Dict[str, Any], n: int) -> None:
+    for k, v in values.items():
+        sums[k] = sums.get(k, 0.0) + float(v) * n
+
+
+def _merge_epoch_metrics(metric_fn, num_samples: int) -> None:
+    """Data parallel: every rank's epoch metrics get all ranks' batches, padding dropped."""
+    if paddle.distributed.get_world_size() <= 1:
+        return
+    for metric in metric_fn.epoch_metrics:
+        per_rank: list = []
+        paddle.distributed.all_gather_object(per_rank, metric.batches)
+        metric.merge_ranks(per_rank, num_samples)
 
 
 def _sum_over_ranks(sums: Dict[str, float], count: int):
@@ -134,18 +167,21 @@ def eval_retrieval(engine: Any) -> Dict[str, float]:
 
 
 def embed_dataset(engine: Any, side: str) -> EmbeddedSet:
-    """Run ``engine.model`` over ``DataLoader.Eval.<side>`` and collect features and labels."""
+    """Run ``engine.model`` over ``DataLoader.Eval.<side>`` and collect features, labels (and cameras)."""
     feat_from = engine.glob.get("retrieval_feature_from", "features")
     max_steps = engine.glob.get("max_eval_steps")
-    features, labels = [], []
+    features, labels, cameras = [], [], []
     for step, batch in enumerate(eval_loader(engine, ("Eval", side), single_process=True)):
         if max_steps and step >= max_steps:
             break
         features.append(_features_of(engine.model(batch[0]), feat_from).numpy().astype(np.float32))
         labels.append(np.asarray(batch[1]).reshape(-1))
+        if len(batch) >= 3:   # (image, label, camera) items
+            cameras.append(np.asarray(batch[2]).reshape(-1))
     if not features:
         raise ConfigError(f"{EVAL_KEY}.{side}.dataset", "the evaluation set is empty")
-    return EmbeddedSet(np.concatenate(features), np.concatenate(labels))
+    return EmbeddedSet(np.concatenate(features), np.concatenate(labels),
+                       np.concatenate(cameras) if cameras else None)
 
 
 def _eval_sections(loader_cfg: Dict[str, Any]) -> Dict[str, Any]:

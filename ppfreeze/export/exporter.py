@@ -23,7 +23,7 @@ from ..data.postprocess import read_class_id_map
 from .inference_yml import export_postprocess, export_preprocess, write_inference_yml
 from .model_files import FORMATS, PARAMS, PREFIX
 from .staging import CLASS_ID_MAP, staged_directory
-from .wrapper import InferenceModel, check_output_key, split_export_keys
+from .wrapper import InferenceModel, check_output_key, is_multilabel, split_export_keys
 
 logger = logging.getLogger("ppfreeze")
 
@@ -66,7 +66,7 @@ def export_model(config: Dict[str, Any], save_dir: Optional[str] = None, onnx: b
 def build_export_engine(config: Dict[str, Any]):
     """An Engine (model built, Global.pretrained_model loaded) and the Arch output options."""
     from ..engine import Engine
-    arch_cfg, options = split_export_keys(config["Arch"])
+    arch_cfg, options = split_export_keys(config["Arch"], is_multilabel(config))
     engine = Engine({**config, "Arch": arch_cfg}, mode="export")
     engine.model.eval()
     return engine, options
@@ -87,7 +87,8 @@ def _export(config: Dict[str, Any], save_dir: str, fmt: str, onnx: bool) -> Expo
         meta = {
             "Global": {"model_name": config["Arch"]["name"], "image_shape": image_shape, "input_name": INPUT_NAME,
                        "output_key": options.output_key if output_keys else None, "model_outputs": output_keys,
-                       "softmax": options.add_softmax, "format": fmt, "model_file": FORMATS[fmt],
+                       "softmax": options.add_softmax, "sigmoid": options.add_sigmoid, "format": fmt,
+                       "model_file": FORMATS[fmt],
                        "params_file": PARAMS, "onnx_file": None, "exported_by": f"ppfreeze {__version__}",
                        "paddle_version": paddle.__version__},
             "PreProcess": {"transform_ops": preprocess, "source": preprocess_key},

@@ -5,7 +5,7 @@ Written by the exporter next to ``inference.json``; read by ``deploy/python``. P
 
 Sections::
 
-    Global:      model_name, image_shape, input_name, output_key, softmax, format, model_file, ...
+    Global:      model_name, image_shape, input_name, output_key, softmax, sigmoid, format, model_file, ...
     PreProcess:  {transform_ops: [...]}   # the config's Infer.transforms (the eval preprocessing)
     PostProcess: {name: Topk, topk: 5, class_id_map_file: <file copied next to the model>} or null
     LabelMap:    {0: name, ...} or null

@@ -1,4 +1,4 @@
-"""The layer that gets exported: the model, one named output, optionally a softmax."""
+"""The layer that gets exported: the model, one named output, optionally a softmax or a sigmoid."""
 from __future__ import annotations
 
 import copy
@@ -17,16 +17,20 @@ DEFAULT_OUTPUT_KEYS = {"RecModel": "features"}
 
 @dataclass
 class OutputOptions:
-    """``Arch.infer_output_key`` (which entry of a dict output) and ``Arch.infer_add_softmax``."""
+    """``Arch.infer_output_key`` (which entry of a dict output) and ``Arch.infer_add_softmax``;
+    ``add_sigmoid`` for multi-label / attribute models (then no softmax)."""
     output_key: str = DEFAULT_OUTPUT_KEY
     add_softmax: bool = True
+    add_sigmoid: bool = False
 
 
-def split_export_keys(arch_cfg: Dict[str, Any]) -> Tuple[Dict[str, Any], OutputOptions]:
+def split_export_keys(arch_cfg: Dict[str, Any], multilabel: bool = False) -> Tuple[Dict[str, Any], OutputOptions]:
     """Return (a copy of ``arch_cfg`` without the export keys, the options they give).
 
     ``infer_add_softmax`` defaults to true, as in PaddleClas, except for embedding outputs
-    (``infer_output_key: features``): a softmax over features is never wanted.
+    (``infer_output_key: features``): a softmax over features is never wanted. A
+    ``multilabel`` model (PaddleClas: ``Global.use_multilabel`` or ATTRMetric first in
+    ``Metric.Eval``) ends in a sigmoid instead, whatever ``infer_add_softmax`` says.
     """
     arch = copy.deepcopy(arch_cfg)
     key = arch.pop("infer_output_key", None) or DEFAULT_OUTPUT_KEYS.get(arch.get("name"), DEFAULT_OUTPUT_KEY)
@@ -35,7 +39,14 @@ def split_export_keys(arch_cfg: Dict[str, Any]) -> Tuple[Dict[str, Any], OutputO
     softmax = arch.pop("infer_add_softmax", key != "features")
     if not isinstance(softmax, bool):
         raise ConfigError("Arch.infer_add_softmax", f"expected true or false, got {softmax!r}")
-    return arch, OutputOptions(key, softmax)
+    return arch, OutputOptions(key, softmax and not multilabel, bool(multilabel))
+
+
+def is_multilabel(config: Dict[str, Any]) -> bool:
+    """PaddleClas's rule for a sigmoid output: ``Global.use_multilabel`` or ATTRMetric first in ``Metric.Eval``."""
+    first = ((config.get("Metric") or {}).get("Eval") or [None])[0]
+    first_name = (first.get("name") or next(iter(first), None)) if isinstance(first, dict) else None
+    return bool((config.get("Global") or {}).get("use_multilabel")) or first_name == "ATTRMetric"
 
 
 class InferenceModel(nn.Layer):
@@ -46,6 +57,7 @@ class InferenceModel(nn.Layer):
         self.model = model
         self.output_key = options.output_key
         self.add_softmax = options.add_softmax
+        self.add_sigmoid = options.add_sigmoid
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         out = self.model(x)
@@ -53,6 +65,8 @@ class InferenceModel(nn.Layer):
             out = out[self.output_key]
         elif isinstance(out, (list, tuple)):  # PaddleClas models may return [logits, ...]
             out = out[0]
+        if self.add_sigmoid:
+            return F.sigmoid(out)
         return F.softmax(out, axis=-1) if self.add_softmax else out
 
 

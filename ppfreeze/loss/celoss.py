@@ -26,26 +26,39 @@ def logits_of(output: ModelOutput) -> paddle.Tensor:
 
 @LOSSES.register
 class CELoss(nn.Layer):
-    """Mean cross entropy between logits ``[N, C]`` and labels.
+    """Cross entropy between logits ``[N, C]`` and labels, averaged (or summed) over samples.
 
     Labels are class ids (int, ``[N]`` or ``[N, 1]``) or soft targets (float ``[N, C]``,
     e.g. from mixup).  ``epsilon`` in (0, 1) smooths the target towards uniform:
     ``(1 - epsilon) * target + epsilon / C``.  ``None`` or 0 means no smoothing.
+    ``reduction``: "mean" (default) or "sum" over the batch; PaddleClas's "none" is refused
+    (ppfreeze's training step needs a scalar).
     """
 
-    def __init__(self, epsilon: Optional[float] = None):
+    def __init__(self, epsilon: Optional[float] = None, reduction: str = "mean"):
         super().__init__()
         self.epsilon = _checked_epsilon(epsilon)
+        self.reduction = check_reduction(reduction)
 
     def forward(self, output: ModelOutput, label: paddle.Tensor) -> paddle.Tensor:
         logits = logits_of(output)
         num_classes = logits.shape[-1]
         if self.epsilon is None and not _is_soft(label, num_classes):
-            return F.cross_entropy(logits, _as_column(label)).mean()
-        target = _soft_target(label, num_classes)
-        if self.epsilon is not None:
-            target = F.label_smooth(target, epsilon=self.epsilon)
-        return -(F.log_softmax(logits, axis=-1) * target).sum(axis=-1).mean()
+            per_sample = F.cross_entropy(logits, _as_column(label), reduction="none")
+        else:
+            target = _soft_target(label, num_classes)
+            if self.epsilon is not None:
+                target = F.label_smooth(target, epsilon=self.epsilon)
+            per_sample = -(F.log_softmax(logits, axis=-1) * target).sum(axis=-1)
+        return per_sample.sum() if self.reduction == "sum" else per_sample.mean()
+
+
+def check_reduction(reduction: str) -> str:
+    """``mean`` or ``sum``; ``none`` (per-element losses) cannot drive ppfreeze's scalar training step."""
+    if reduction not in ("mean", "sum"):
+        raise ConfigError("reduction", f"must be 'mean' or 'sum', got {reduction!r} (ppfreeze trains on a scalar "
+                         "loss; PaddleClas uses 'none' only inside its semi-supervised trainer)")
+    return reduction
 
 
 def _checked_epsilon(epsilon: Optional[float]) -> Optional[float]:

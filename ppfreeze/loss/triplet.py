@@ -8,7 +8,7 @@ anchors without any negative are skipped. Use a P x K sampler so every batch has
 """
 from __future__ import annotations
 
-from typing import Dict, Union
+from typing import Dict, Optional, Union
 
 import paddle
 import paddle.nn as nn
@@ -43,24 +43,25 @@ def hardest_pairs(dist: paddle.Tensor, labels: paddle.Tensor):
 
 @LOSSES.register
 class TripletLoss(nn.Layer):
-    """Batch-hard triplet loss on ``output[feat_from]`` (PaddleClas ``TripletLoss``: margin 1.0,
+    """Batch-hard triplet loss on ``output[feature_from]`` (PaddleClas ``TripletLoss``: margin 1.0,
     raw features).
 
     Args:
         margin: required gap between hardest negative and hardest positive distance.
         normalize_feature: L2-normalise features first (distances then lie in [0, 2]).
-        feat_from: model output key holding the embedding ("features" or "backbone").
+        feature_from: model output key holding the embedding ("features" or "backbone"; PaddleClas's name).
         soft_margin: use ``softplus(d_ap - d_an)`` instead of the hinge (no margin).
+        feat_from: older ppfreeze spelling of ``feature_from``, still accepted.
     """
 
-    def __init__(self, margin: float = 1.0, normalize_feature: bool = False, feat_from: str = "features",
-                 soft_margin: bool = False):
+    def __init__(self, margin: float = 1.0, normalize_feature: bool = False, feature_from: str = "features",
+                 soft_margin: bool = False, feat_from: Optional[str] = None):
         super().__init__()
         self.margin = float(margin)
         if self.margin < 0:
             raise ConfigError("margin", f"must be >= 0, got {margin}")
         self.normalize_feature = bool(normalize_feature)
-        self.feat_from = feat_from
+        self.feat_from = feat_from if feat_from is not None else feature_from
         self.soft_margin = bool(soft_margin)
 
     def forward(self, output: ModelOutput, label: paddle.Tensor) -> paddle.Tensor:
@@ -86,8 +87,8 @@ class TripletLoss(nn.Layer):
 @LOSSES.register
 class TripletLossV2(TripletLoss):
     """PaddleClas ``TripletLossV2``: the same loss with margin 0.5 on L2-normalised features
-    (PaddleClas's default ``feat_from`` is "backbone")."""
+    (``feature_from`` defaults to "features", as in PaddleClas; its re-id configs pass "backbone")."""
 
-    def __init__(self, margin: float = 0.5, normalize_feature: bool = True, feat_from: str = "backbone",
-                 soft_margin: bool = False):
-        super().__init__(margin, normalize_feature, feat_from, soft_margin)
+    def __init__(self, margin: float = 0.5, normalize_feature: bool = True, feature_from: str = "features",
+                 soft_margin: bool = False, feat_from: Optional[str] = None):
+        super().__init__(margin, normalize_feature, feature_from, soft_margin, feat_from)

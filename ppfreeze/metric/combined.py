@@ -1,24 +1,72 @@
-"""The metric list of ``Metric.Train`` / ``Metric.Eval`` and its epoch-level average."""
+"""The metric list of ``Metric.Train`` / ``Metric.Eval`` and its epoch-level average.
+
+Two kinds of metric share the list: per-batch metrics (``TopkAcc``, ``HammingDistance``...:
+a dict of means over the batch, averaged over batches weighted by their size) and
+:class:`~ppfreeze.metric.epoch.EpochMetric` s (``TprAtFpr``, ``MultiLabelMAP``,
+``ATTRMetric``: computed once from every evaluated sample).
+"""
 from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..utils.builder import build_list
+from .epoch import EpochMetric
 from .registry import METRICS
 
 MetricFn = Callable[[Any, Any], Dict[str, float]]
 
 
 class CombinedMetric:
-    """Calls each metric on ``(output, label)`` and merges their ``{name: float}`` dicts."""
+    """Calls each metric on ``(output, label)`` and merges their ``{name: float}`` dicts.
+
+    ``__call__`` (training logs) reports the per-batch metrics only. Evaluation uses
+    ``reset`` / ``update`` per batch / ``results`` (see :func:`ppfreeze.engine.evaluation.eval_classification`).
+    """
 
     def __init__(self, named_metrics: List[Tuple[str, MetricFn]]):
         self.named_metrics = list(named_metrics)
+        self._keys: Dict[int, List[str]] = {}   # per-batch metric index -> the keys it returned
 
     def __call__(self, output: Any, label: Any) -> Dict[str, float]:
         result: Dict[str, float] = {}
         for _, metric in self.named_metrics:
             result.update(metric(output, label))
+        return result
+
+    @property
+    def epoch_metrics(self) -> List[EpochMetric]:
+        """The metrics computed over the whole evaluation set."""
+        return [m for _, m in self.named_metrics if isinstance(m, EpochMetric)]
+
+    def reset(self) -> None:
+        """Start an evaluation: epoch metrics forget their stored batches."""
+        for metric in self.epoch_metrics:
+            metric.reset()
+        self._keys.clear()
+
+    def update(self, output: Any, label: Any) -> Dict[str, float]:
+        """One evaluation batch: epoch metrics store it; returns the per-batch metrics' values."""
+        result: Dict[str, float] = {}
+        for index, (_, metric) in enumerate(self.named_metrics):
+            if isinstance(metric, EpochMetric):
+                metric.update(output, label)
+                continue
+            values = metric(output, label)
+            self._keys.setdefault(index, list(values))
+            result.update(values)
+        return result
+
+    def results(self, batch_averages: Dict[str, float]) -> Dict[str, float]:
+        """Every metric's value in list order: per-batch metrics from ``batch_averages``, epoch metrics computed.
+
+        The order matters: the first key selects the best model (PaddleClas: the first metric).
+        """
+        result: Dict[str, float] = {}
+        for index, (_, metric) in enumerate(self.named_metrics):
+            if isinstance(metric, EpochMetric):
+                result.update(metric.compute())
+            else:
+                result.update({k: batch_averages[k] for k in self._keys.get(index, []) if k in batch_averages})
         return result
 
 

@@ -3,28 +3,45 @@
 They are computed from whole embedded query / gallery sets (:class:`EmbeddedSet`), not per
 batch; ``ppfreeze.engine.evaluation`` embeds the sets and calls them. The math lives in
 :mod:`ppfreeze.retrieval.metrics`. No paddle import: only numpy.
+Recallk, Precisionk and mAP are supported. When the datasets yield cameras (``(image, label,
+camera)`` items: Market1501, DukeMTMC, VeriWild lists with a third column), gallery images of
+the query's label taken by the query's camera are excluded (the re-id protocol).
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Dict, List, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
 from ..config.errors import ConfigError
 from ..metric.registry import METRICS
 from ..utils.builder import build_list
-from .metrics import mean_average_precision, recall_at_k
+from .metrics import mean_average_precision, precision_at_k, recall_at_k
 
 logger = logging.getLogger("ppfreeze")
 
 
 @dataclass
 class EmbeddedSet:
-    """Features ``[N, D]`` (float32) and labels ``[N]`` of one evaluation set."""
+    """Features ``[N, D]`` (float32), labels ``[N]`` and cameras ``[N]`` (or None) of one evaluation set."""
     features: np.ndarray
     labels: np.ndarray
+    cameras: Optional[np.ndarray] = None
+
+
+def _check_descending(descending: Any) -> None:
+    # PaddleClas's argument; similarities here are cosine, so only descending order ranks best first
+    if descending is not True:
+        raise ConfigError("descending", f"must be true (ranking by cosine similarity, best first), got {descending!r}")
+
+
+def _check_topk(topk: Union[int, Sequence[int]]) -> List[int]:
+    ks = [topk] if isinstance(topk, int) else list(topk)
+    if not ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in ks):
+        raise ConfigError("topk", f"expected a positive integer or a list of them, got {topk!r}")
+    return ks
 
 
 class RetrievalMetric:
@@ -34,6 +51,14 @@ class RetrievalMetric:
         """Metric values for ``query`` ranked against ``gallery``."""
         raise NotImplementedError
 
+    @staticmethod
+    def exclusions(query: EmbeddedSet, gallery: EmbeddedSet, exclude_self: bool) -> Dict[str, Any]:
+        """Keyword arguments of the metric functions: self and same-camera exclusion."""
+        kwargs: Dict[str, Any] = {"exclude_self": exclude_self}
+        if query.cameras is not None and gallery.cameras is not None:
+            kwargs.update(query_cameras=query.cameras, gallery_cameras=gallery.cameras)
+        return kwargs
+
     def __call__(self, output: Any, label: Any) -> Dict[str, float]:
         # reached when a retrieval metric is listed for classification evaluation
         raise ConfigError("Metric.Eval", f"{type(self).__name__} is a retrieval metric",
@@ -42,27 +67,56 @@ class RetrievalMetric:
 
 @METRICS.register
 class Recallk(RetrievalMetric):
-    """Share of queries with a same-label gallery item among the top k: ``recall1``, ``recall5``, ..."""
+    """Share of queries with a same-label gallery item among the top k: ``recall1``, ``recall5``, ...
 
-    def __init__(self, topk: Union[int, Sequence[int]] = (1, 5)):
-        ks = [topk] if isinstance(topk, int) else list(topk)
-        if not ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in ks):
-            raise ConfigError("topk", f"expected a positive integer or a list of them, got {topk!r}")
-        self.topk = ks
+    Args:
+        topk: k or a list of them.
+        descending: PaddleClas's ranking order; only true (best similarity first) is meaningful.
+    """
+
+    def __init__(self, topk: Union[int, Sequence[int]] = (1, 5), descending: bool = True):
+        self.topk = _check_topk(topk)
+        _check_descending(descending)
 
     def compute(self, query: EmbeddedSet, gallery: EmbeddedSet, exclude_self: bool) -> Dict[str, float]:
         result = recall_at_k(query.features, query.labels, gallery.features, gallery.labels, self.topk,
-                             exclude_self=exclude_self)
+                             **self.exclusions(query, gallery, exclude_self))
         return {f"recall{k}": result[f"recall{k}"] for k in self.topk}
+
+
+@METRICS.register
+class Precisionk(RetrievalMetric):
+    """Mean share of positives among each query's top k: ``precision@1``, ``precision@5``, ...
+
+    Args:
+        topk: k or a list of them.
+        descending: PaddleClas's ranking order; only true is meaningful.
+    """
+
+    def __init__(self, topk: Union[int, Sequence[int]] = (1, 5), descending: bool = True):
+        self.topk = _check_topk(topk)
+        _check_descending(descending)
+
+    def compute(self, query: EmbeddedSet, gallery: EmbeddedSet, exclude_self: bool) -> Dict[str, float]:
+        result = precision_at_k(query.features, query.labels, gallery.features, gallery.labels, self.topk,
+                                **self.exclusions(query, gallery, exclude_self))
+        return {f"precision@{k}": result[f"precision@{k}"] for k in self.topk}
 
 
 @METRICS.register(name="mAP")
 class MeanAveragePrecision(RetrievalMetric):
-    """Mean average precision over the full gallery ranking: ``mAP``."""
+    """Mean average precision over the full gallery ranking: ``mAP``.
+
+    Args:
+        descending: PaddleClas's ranking order; only true is meaningful.
+    """
+
+    def __init__(self, descending: bool = True):
+        _check_descending(descending)
 
     def compute(self, query: EmbeddedSet, gallery: EmbeddedSet, exclude_self: bool) -> Dict[str, float]:
         result = mean_average_precision(query.features, query.labels, gallery.features, gallery.labels,
-                                        exclude_self=exclude_self)
+                                        **self.exclusions(query, gallery, exclude_self))
         return {"mAP": result["mAP"]}
 
 
@@ -76,6 +130,6 @@ def build_retrieval_metrics(metric_cfgs: Any, key: str) -> List[RetrievalMetric]
         item_key = f"{key}.{index}"
         if not isinstance(metric, RetrievalMetric):
             raise ConfigError(f"{item_key}.{name}", f"{name} is not a retrieval metric",
-                              "with Global.eval_mode: retrieval use Recallk and mAP")
+                              "with Global.eval_mode: retrieval use Recallk, Precisionk and mAP")
         metrics.append(metric)
     return metrics

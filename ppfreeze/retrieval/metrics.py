@@ -1,4 +1,4 @@
-"""Retrieval metrics (pure numpy): Recall@k and mAP of queries ranked against a gallery.
+"""Retrieval metrics (pure numpy): Recall@k, Precision@k and mAP of queries ranked against a gallery.
 
 Conventions shared by both metrics:
 
@@ -9,6 +9,8 @@ Conventions shared by both metrics:
 - With ``exclude_self`` an item never matches itself: gallery entries whose *id* equals
   the query's id are dropped from that query's ranking (by identity, not by score, so a
   duplicate image with another id still counts).  Without ids, query i is gallery item i.
+- With cameras (re-id), gallery entries of the query's label taken by the query's camera
+  are excluded the same way (the standard Market-1501 protocol; PaddleClas's ``keep_mask``).
 - A query with no positive left in the gallery is left out of the average and counted in
   ``num_queries_without_positive``; if no query has a positive the metric is NaN.
 """
@@ -23,7 +25,9 @@ _CHUNK_ELEMENTS = 1 << 22  # rows x gallery similarities held at once (~32 MB of
 
 def recall_at_k(query_feats: np.ndarray, query_labels: Sequence, gallery_feats: np.ndarray,
                 gallery_labels: Sequence, ks: Sequence[int] = (1, 5), exclude_self: bool = False,
-                query_ids: Optional[Sequence] = None, gallery_ids: Optional[Sequence] = None) -> Dict[str, float]:
+                query_ids: Optional[Sequence] = None, gallery_ids: Optional[Sequence] = None,
+                query_cameras: Optional[Sequence] = None,
+                gallery_cameras: Optional[Sequence] = None) -> Dict[str, float]:
     """Share of queries with a same-label gallery item among their top k, for each k.
 
     Returns ``{"recall1": ..., "recall5": ..., "num_queries_without_positive": n}``.
@@ -32,7 +36,7 @@ def recall_at_k(query_feats: np.ndarray, query_labels: Sequence, gallery_feats: 
     hits = {k: 0 for k in ks}
     counted, without = 0, 0
     for relevant in _ranked_relevance(query_feats, query_labels, gallery_feats, gallery_labels,
-                                      exclude_self, query_ids, gallery_ids):
+                                      exclude_self, query_ids, gallery_ids, query_cameras, gallery_cameras):
         has_positive = relevant.any(axis=1)
         without += int((~has_positive).sum())
         counted += int(has_positive.sum())
@@ -45,8 +49,9 @@ def recall_at_k(query_feats: np.ndarray, query_labels: Sequence, gallery_feats: 
 
 def mean_average_precision(query_feats: np.ndarray, query_labels: Sequence, gallery_feats: np.ndarray,
                            gallery_labels: Sequence, exclude_self: bool = False,
-                           query_ids: Optional[Sequence] = None,
-                           gallery_ids: Optional[Sequence] = None) -> Dict[str, float]:
+                           query_ids: Optional[Sequence] = None, gallery_ids: Optional[Sequence] = None,
+                           query_cameras: Optional[Sequence] = None,
+                           gallery_cameras: Optional[Sequence] = None) -> Dict[str, float]:
     """Mean over queries of average precision over the full gallery ranking.
 
     AP of one query = mean, over its positives, of precision at each positive's rank.
@@ -54,7 +59,7 @@ def mean_average_precision(query_feats: np.ndarray, query_labels: Sequence, gall
     """
     total_ap, counted, without = 0.0, 0, 0
     for relevant in _ranked_relevance(query_feats, query_labels, gallery_feats, gallery_labels,
-                                      exclude_self, query_ids, gallery_ids):
+                                      exclude_self, query_ids, gallery_ids, query_cameras, gallery_cameras):
         n_pos = relevant.sum(axis=1)
         has_positive = n_pos > 0
         ranks = np.arange(1, relevant.shape[1] + 1)
@@ -66,8 +71,32 @@ def mean_average_precision(query_feats: np.ndarray, query_labels: Sequence, gall
     return {"mAP": _ratio(total_ap, counted), "num_queries_without_positive": without}
 
 
+def precision_at_k(query_feats: np.ndarray, query_labels: Sequence, gallery_feats: np.ndarray,
+                   gallery_labels: Sequence, ks: Sequence[int] = (1, 5), exclude_self: bool = False,
+                   query_ids: Optional[Sequence] = None, gallery_ids: Optional[Sequence] = None,
+                   query_cameras: Optional[Sequence] = None,
+                   gallery_cameras: Optional[Sequence] = None) -> Dict[str, float]:
+    """Mean over all queries of the share of positives among the top k (PaddleClas ``Precisionk``).
+
+    Unlike recall and mAP, queries without a positive count (with precision 0).
+    Returns ``{"precision@1": ..., "precision@5": ...}``.
+    """
+    ks = _check_ks(ks)
+    totals = {k: 0.0 for k in ks}
+    queries = 0
+    for relevant in _ranked_relevance(query_feats, query_labels, gallery_feats, gallery_labels,
+                                      exclude_self, query_ids, gallery_ids, query_cameras, gallery_cameras):
+        found = np.cumsum(relevant, axis=1)
+        for k in ks:
+            if k > relevant.shape[1]:
+                raise ValueError(f"precision@{k} needs at least {k} gallery items, got {relevant.shape[1]}")
+            totals[k] += float(found[:, k - 1].sum()) / k
+        queries += len(relevant)
+    return {f"precision@{k}": _ratio(totals[k], queries) for k in ks}
+
+
 def _ranked_relevance(query_feats, query_labels, gallery_feats, gallery_labels, exclude_self,
-                      query_ids, gallery_ids) -> Iterator[np.ndarray]:
+                      query_ids, gallery_ids, query_cameras=None, gallery_cameras=None) -> Iterator[np.ndarray]:
     """Yield, per chunk of queries, a bool matrix: is the gallery item at each rank a positive?
 
     Excluded (self) items are ranked last and are never positive, so they cannot affect
@@ -78,15 +107,19 @@ def _ranked_relevance(query_feats, query_labels, gallery_feats, gallery_labels, 
     if q.shape[1] != g.shape[1]:
         raise ValueError(f"query features are {q.shape[1]}-d but gallery features are {g.shape[1]}-d")
     q_ids, g_ids = _identity_ids(exclude_self, query_ids, gallery_ids, len(q), len(g))
+    q_cams, g_cams = _cameras(query_cameras, gallery_cameras, len(q), len(g))
     rows = max(1, _CHUNK_ELEMENTS // max(1, len(g)))
     for start in range(0, len(q), rows):
         stop = min(start + rows, len(q))
         scores = q[start:stop] @ g.T
         positive = q_labels[start:stop, None] == g_labels[None, :]
+        excluded = np.zeros_like(positive)
         if exclude_self:
-            is_self = q_ids[start:stop, None] == g_ids[None, :]
-            scores[is_self] = -np.inf
-            positive &= ~is_self
+            excluded |= q_ids[start:stop, None] == g_ids[None, :]
+        if q_cams is not None:
+            excluded |= positive & (q_cams[start:stop, None] == g_cams[None, :])
+        scores[excluded] = -np.inf
+        positive &= ~excluded
         order = np.argsort(-scores, axis=1, kind="stable")
         yield np.take_along_axis(positive, order, axis=1)
 
@@ -119,6 +152,18 @@ def _identity_ids(exclude_self: bool, query_ids, gallery_ids, n_query: int, n_ga
         raise ValueError(f"ids must be 1-D with one entry per item: query_ids {q_ids.shape} for {n_query} "
                          f"queries, gallery_ids {g_ids.shape} for {n_gallery} gallery items")
     return q_ids, g_ids
+
+
+def _cameras(query_cameras, gallery_cameras, n_query: int, n_gallery: int):
+    if query_cameras is None and gallery_cameras is None:
+        return None, None
+    if query_cameras is None or gallery_cameras is None:
+        raise ValueError("camera exclusion needs both query_cameras and gallery_cameras (or neither)")
+    q_cams, g_cams = np.asarray(query_cameras).reshape(-1), np.asarray(gallery_cameras).reshape(-1)
+    if q_cams.shape != (n_query,) or g_cams.shape != (n_gallery,):
+        raise ValueError(f"cameras must give one entry per item: {q_cams.shape} for {n_query} queries, "
+                         f"{g_cams.shape} for {n_gallery} gallery items")
+    return q_cams, g_cams
 
 
 def _check_ks(ks: Sequence[int]):
