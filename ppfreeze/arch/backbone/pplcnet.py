@@ -22,7 +22,7 @@ from ...config.errors import ConfigError
 from ...config.expr import to_number
 from ..base import ArchModel
 from ..registry import MODELS
-from .common import check_class_num, number_list, param_attr
+from .common import SEModule, check_class_num, make_divisible, number_list, param_attr
 
 # per stage: (kernel, in_channels, out_channels, stride, use_se) at scale 1.0
 NET_CONFIG = OrderedDict(
@@ -33,12 +33,6 @@ NET_CONFIG = OrderedDict(
     blocks6=[(5, 256, 512, 2, True), (5, 512, 512, 1, True)],
 )
 ACTIVATIONS = {"hardswish": nn.Hardswish, "relu": nn.ReLU, "relu6": nn.ReLU6}
-
-
-def make_divisible(value: float, divisor: int = 8) -> int:
-    """Round a scaled channel count to a multiple of ``divisor`` without losing more than 10%."""
-    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
-    return rounded + divisor if rounded < 0.9 * value else rounded
 
 
 class ConvBNLayer(nn.Layer):
@@ -56,24 +50,6 @@ class ConvBNLayer(nn.Layer):
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         return self.act(self.bn(self.conv(x)))
-
-
-class SEModule(nn.Layer):
-    """Squeeze-and-excitation: channel gates from globally pooled features."""
-
-    def __init__(self, channels: int, reduction: int = 4, lr_mult: float = 1.0):
-        super().__init__()
-        self.avg_pool = nn.AdaptiveAvgPool2D(1)
-        self.conv1 = nn.Conv2D(channels, channels // reduction, 1,
-                               weight_attr=param_attr(lr_mult), bias_attr=param_attr(lr_mult))
-        self.relu = nn.ReLU()
-        self.conv2 = nn.Conv2D(channels // reduction, channels, 1,
-                               weight_attr=param_attr(lr_mult), bias_attr=param_attr(lr_mult))
-        self.hardsigmoid = nn.Hardsigmoid()
-
-    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        gate = self.hardsigmoid(self.conv2(self.relu(self.conv1(self.avg_pool(x)))))
-        return x * gate
 
 
 class DepthwiseSeparable(nn.Layer):
