@@ -1,4 +1,10 @@
-"""Forward multiply-adds of Conv2D and Linear layers, measured with hooks on one dummy input."""
+"""Forward multiply-adds of Conv2D, Linear and attention layers, measured with hooks on one dummy input.
+
+Attention layers are recognised by their ``num_heads`` attribute and a ``[B, N, C]`` input
+(ViT's ``Attention``, Swin's ``WindowAttention`` with windows folded into the batch): their
+two matmuls (``q @ k^T`` and ``attn @ v``) cost ``2 * B * N * N * C`` multiply-adds on top of
+the projections, which are Linear layers and counted as such.
+"""
 from __future__ import annotations
 
 from typing import Dict, Sequence
@@ -20,6 +26,14 @@ def _linear_macs(layer: paddle.nn.Linear, output: paddle.Tensor) -> int:
     return int(np.prod(output.shape)) * in_features
 
 
+def _attention_macs(layer: paddle.nn.Layer, inputs, output: paddle.Tensor) -> int:
+    x = inputs[0] if isinstance(inputs, (tuple, list)) and inputs else inputs
+    if not isinstance(x, paddle.Tensor) or x.ndim != 3:
+        return 0
+    batch, tokens, channels = x.shape
+    return 2 * int(batch) * int(tokens) * int(tokens) * int(channels)
+
+
 def count_macs(model: paddle.nn.Layer, image_shape: Sequence[int]) -> Dict[str, int]:
     """Sublayer name -> multiply-adds for one ``[C, H, W]`` image (batch 1).
 
@@ -34,6 +48,8 @@ def count_macs(model: paddle.nn.Layer, image_shape: Sequence[int]) -> Dict[str, 
             handles.append(layer.register_forward_post_hook(_recorder(name, macs, _conv_macs)))
         elif isinstance(layer, paddle.nn.Linear):
             handles.append(layer.register_forward_post_hook(_recorder(name, macs, _linear_macs)))
+        elif isinstance(getattr(layer, "num_heads", None), int):
+            handles.append(layer.register_forward_post_hook(_recorder(name, macs, _attention_macs)))
     modes = {layer: layer.training for layer in [model] + list(model.sublayers())}
     try:
         model.eval()
@@ -49,5 +65,9 @@ def count_macs(model: paddle.nn.Layer, image_shape: Sequence[int]) -> Dict[str, 
 
 def _recorder(name: str, macs: Dict[str, int], counter):
     def hook(layer, inputs, output):
-        macs[name] = macs.get(name, 0) + counter(layer, output)
+        if counter is _attention_macs:
+            added = counter(layer, inputs, output)
+        else:
+            added = counter(layer, output[0] if isinstance(output, (tuple, list)) else output)
+        macs[name] = macs.get(name, 0) + added
     return hook

@@ -3,8 +3,11 @@
 The effective multiplier of a trainable parameter is
 ``layer_decay ** depth * pattern_mult * (milestone or rule lr_mult)``, applied on top of the
 parameter's own base learning rate (``optimize_attr['learning_rate']`` as the model built it).
-``depth`` counts the units holding parameters after the parameter's unit, so the head gets
-1, the block before it ``decay``, and so on down to the stem.
+``depth`` counts the layer groups holding parameters after the parameter's group: every unit of
+the trunk is its own group, while the whole ``stem`` stage and the whole ``head`` stage are one
+group each. So the head gets 1, the last block ``decay``, ..., and the stem (for a ViT: patch
+embedding, class token and position embedding together) ``decay ** (blocks + 1)``, the BEiT /
+PaddleClas ``layerwise_decay`` convention.
 """
 from __future__ import annotations
 
@@ -39,14 +42,19 @@ class LrMultipliers:
     def _resolve_decay(spec: FreezeSpec, index: ModelIndex) -> Dict[str, float]:
         if spec.layer_decay is None:
             return {}
-        units = index.param_units()
-        if len(units) < 2:
-            raise ConfigError(f"{spec.key}.layer_decay", f"needs at least two units holding parameters, "
-                                                          f"the model has {len(units)}",
+        group_of = {u: u for u in index.param_units()}
+        for stage in ("stem", "head"):
+            for unit in index.stages.get(stage, []):
+                if unit in group_of:
+                    group_of[unit] = stage
+        groups = list(dict.fromkeys(group_of[u] for u in index.param_units()))
+        if len(groups) < 2:
+            raise ConfigError(f"{spec.key}.layer_decay", f"needs at least two layer groups holding parameters, "
+                                                          f"the model has {len(groups)}",
                               "declare stages on the model or drop layer_decay")
-        depth = {u: len(units) - 1 - i for i, u in enumerate(units)}
-        return {n: spec.layer_decay ** depth[index.unit_of[n]] for n in index.param_names
-                if index.unit_of[n] in depth}
+        depth = {g: len(groups) - 1 - i for i, g in enumerate(groups)}
+        return {n: spec.layer_decay ** depth[group_of[index.unit_of[n]]] for n in index.param_names
+                if index.unit_of[n] in group_of}
 
     def base(self, name: str) -> float:
         """Multiplier from ``lr_mult`` and ``layer_decay`` alone."""

@@ -79,6 +79,8 @@ def _why(blocker: Optional[str], decisions: Dict[str, Decision], bn: Dict[str, T
     d, owner = decisions[blocker], index.owner[blocker]
     if not d.frozen and owner in bn and bn[owner][0] in ("freeze_stats", "train"):
         return f"stays trainable because its BN layer has bn: {bn[owner][0]} (use bn: frozen to allow the cut)"
+    if not d.frozen and owner in index.norm_layers and d.rule is not None:
+        return "stays trainable because of ln: train (use ln: frozen to allow the cut)"
     if d.frozen:
         return f"uses method {d.method}, which still computes its gradient"
     return "is trainable"

@@ -37,6 +37,11 @@ def is_batch_norm(layer: paddle.nn.Layer) -> bool:
     return all(hasattr(layer, a) for a in ("_mean", "_variance", "_use_global_stats"))
 
 
+def is_layer_norm(layer: paddle.nn.Layer) -> bool:
+    """True for normalisation layers without running statistics (LayerNorm, GroupNorm)."""
+    return isinstance(layer, (paddle.nn.LayerNorm, paddle.nn.GroupNorm))
+
+
 def _ancestors(param_name: str) -> List[str]:
     """``a.b.c.weight`` -> ``["a", "a.b", "a.b.c"]`` (the sublayers that hold the parameter)."""
     parts = param_name.split(".")[:-1]
@@ -56,6 +61,7 @@ class ModelIndex:
         self.layers: Dict[str, paddle.nn.Layer] = OrderedDict(model.named_sublayers())
         self.layer_names: List[str] = list(self.layers)
         self.bn_layers: List[str] = [n for n, layer in self.layers.items() if is_batch_norm(layer)]
+        self.norm_layers: List[str] = [n for n, layer in self.layers.items() if is_layer_norm(layer)]
         # Paddle stores BN running statistics as (non-trainable) parameters; they are state
         # governed by the BN policy, not parameters to freeze, so they are left out here.
         stats = {id(t) for n in self.bn_layers for t in (self.layers[n]._mean, self.layers[n]._variance)}

@@ -51,7 +51,7 @@ def _rule_entry(match, state: FreezeState, sizes: Dict[str, int]) -> Dict[str, A
     rule = match.rule
     return {
         "key": rule.key, "select": list(rule.select), "exclude": list(rule.exclude), "types": list(rule.types),
-        "method": rule.method, "bn": rule.bn,
+        "method": rule.method, "bn": rule.bn, "ln": rule.ln,
         "method_used": dict(Counter(state.params[n].method for n in match.params if state.params[n].frozen)),
         "params": list(match.params), "layers": list(match.layers), "bn_layers": list(match.bn_layers),
         "num_params": len(match.params), "num_elements": sum(sizes[n] for n in match.params),
@@ -73,11 +73,16 @@ def _flops(model: paddle.nn.Layer, image_shape: Sequence[int], state: FreezeStat
     macs = count_macs(model, image_shape)
     total = sum(macs.values())
 
-    def weight_state(layer: str):
-        return state.params.get(f"{layer}.weight")
+    def params_under(layer: str):
+        # a Conv/Linear layer's own weight; an attention layer's projections
+        return [p for n, p in state.params.items() if n.startswith(layer + ".")]
 
-    frozen = sum(m for layer, m in macs.items() if weight_state(layer) is not None and weight_state(layer).frozen)
-    cut = sum(m for layer, m in macs.items() if weight_state(layer) is not None and weight_state(layer).method == "cut")
+    def all_under(layer: str, test) -> bool:
+        params = params_under(layer)
+        return bool(params) and all(test(p) for p in params)
+
+    frozen = sum(m for layer, m in macs.items() if all_under(layer, lambda p: p.frozen))
+    cut = sum(m for layer, m in macs.items() if all_under(layer, lambda p: p.method == "cut"))
     return {"image_shape": list(image_shape), "macs_total": total, "macs_frozen": frozen,
             "frozen_share": _share(frozen, total), "macs_no_backward": cut, "no_backward_share": _share(cut, total)}
 
@@ -96,7 +101,7 @@ def format_report(report: Dict[str, Any]) -> str:
              f"  parameters: {p['frozen']:,} frozen / {p['trainable']:,} trainable of {p['total']:,} "
              f"({p['frozen_share']:.1%} frozen); tensors: {p['tensors_frozen']} frozen, "
              f"{p['tensors_trainable']} trainable, {p['tensors_in_optimizer']} in the optimizer",
-             f"  forward FLOPs (Conv2D/Linear MACs, input {f['image_shape']}): {f['frozen_share']:.1%} frozen, "
+             f"  forward FLOPs (Conv/Linear/attention MACs, input {f['image_shape']}): {f['frozen_share']:.1%} frozen, "
              f"{f['no_backward_share']:.1%} with no backward at all (cut)",
              f"  method requested: {report['method']['requested']}; used: "
              f"{_counts(report['method']['used']) or 'nothing frozen'}"]

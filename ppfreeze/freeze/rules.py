@@ -55,10 +55,10 @@ def shortcut_rule(spec: FreezeSpec, index: ModelIndex) -> Optional[RuleSpec]:
     """Expand ``until`` or ``stages`` into a rule over the frozen prefix (None if neither is set)."""
     if spec.until is not None:
         return RuleSpec(key=f"{spec.key}.until", select=tuple(_until_names(spec, index)),
-                        method=spec.method, bn=spec.bn)
+                        method=spec.method, bn=spec.bn, ln=spec.ln)
     if spec.stages is not None:
         return RuleSpec(key=f"{spec.key}.stages", select=tuple(_stages_units(spec, index)),
-                        method=spec.method, bn=spec.bn)
+                        method=spec.method, bn=spec.bn, ln=spec.ln)
     return None
 
 
@@ -166,12 +166,14 @@ def decide(spec: FreezeSpec, index: ModelIndex) -> Tuple[Dict[str, Decision], Di
         for layer in match.bn_layers:
             _set_bn(bn, layer, rule, spec.strict)
         for name in match.params:
-            _set_param(decisions, name, _wanted(rule, index.owner[name], match), spec.strict)
+            _set_param(decisions, name, _wanted(rule, index, index.owner[name], match), spec.strict)
     return decisions, bn, matches
 
 
-def _wanted(rule: RuleSpec, owner: str, match: RuleMatch) -> Decision:
-    if owner in match.bn_layers and rule.bn in AFFINE_TRAINABLE:
+def _wanted(rule: RuleSpec, index: ModelIndex, owner: str, match: RuleMatch) -> Decision:
+    affine_trains = ((owner in match.bn_layers and rule.bn in AFFINE_TRAINABLE)
+                     or (owner in index.norm_layers and rule.ln == "train"))
+    if affine_trains:
         return Decision(frozen=False, method=None, rule=rule.key, mult=rule.lr_mult)
     return Decision(frozen=True, method=rule.method, rule=rule.key)
 

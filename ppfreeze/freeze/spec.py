@@ -14,11 +14,13 @@ from ..config.expr import to_number
 
 METHODS = ("auto", "cut", "stop_gradient", "lr_zero", "clear_grad")
 BN_POLICIES = ("frozen", "freeze_stats", "freeze_affine", "train")
+# LayerNorm / GroupNorm have no running statistics: only their affine weight and bias
+LN_POLICIES = ("frozen", "train")
 VERIFY_MODES = ("never", "end", "epoch")
 
-TOP_KEYS = ("until", "stages", "method", "bn", "rules", "lr_mult", "layer_decay", "schedule", "strict",
+TOP_KEYS = ("until", "stages", "method", "bn", "ln", "rules", "lr_mult", "layer_decay", "schedule", "strict",
             "verify", "allow_random_frozen", "cache_features")
-RULE_KEYS = ("select", "exclude", "types", "method", "bn", "lr_mult")
+RULE_KEYS = ("select", "exclude", "types", "method", "bn", "ln", "lr_mult")
 MILESTONE_KEYS = ("epoch", "unfreeze", "lr_mult", "bn")
 
 
@@ -28,7 +30,8 @@ class RuleSpec:
 
     ``key`` is the config path reported in errors (``Freeze.rules.1`` or ``Freeze.until``).
     ``lr_mult`` applies to the parameters the rule matches that stay trainable (BN affine
-    parameters under ``bn: freeze_stats`` or ``bn: train``).
+    parameters under ``bn: freeze_stats`` or ``bn: train``, LayerNorm affine parameters under
+    ``ln: train``).
     """
     key: str
     select: Tuple[str, ...]
@@ -37,6 +40,7 @@ class RuleSpec:
     method: str = "auto"
     bn: str = "frozen"
     lr_mult: Optional[float] = None
+    ln: str = "frozen"
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,7 @@ class FreezeSpec:
     stages: Optional[int] = None
     method: str = "auto"
     bn: str = "frozen"
+    ln: str = "frozen"
     rules: Tuple[RuleSpec, ...] = ()
     lr_mult: Tuple[Tuple[str, float], ...] = ()
     layer_decay: Optional[float] = None
@@ -86,6 +91,7 @@ def parse_freeze_spec(cfg: Optional[Dict[str, Any]], key: str = "Freeze") -> Fre
     _check_keys(cfg, TOP_KEYS, key)
     method = _choice(cfg.get("method", "auto"), METHODS, f"{key}.method")
     bn = _choice(cfg.get("bn", "frozen"), BN_POLICIES, f"{key}.bn")
+    ln = _choice(cfg.get("ln", "frozen"), LN_POLICIES, f"{key}.ln")
     until = cfg.get("until")
     stages = cfg.get("stages")
     if until is not None and stages is not None:
@@ -98,8 +104,8 @@ def parse_freeze_spec(cfg: Optional[Dict[str, Any]], key: str = "Freeze") -> Fre
         raise ConfigError(f"{key}.stages", f"expected an integer >= 0, got {stages!r}",
                           "stages: N freezes the stem and the first N stages")
     return FreezeSpec(
-        key=key, until=until, stages=stages, method=method, bn=bn,
-        rules=_parse_rules(cfg.get("rules"), f"{key}.rules", method, bn),
+        key=key, until=until, stages=stages, method=method, bn=bn, ln=ln,
+        rules=_parse_rules(cfg.get("rules"), f"{key}.rules", method, bn, ln),
         lr_mult=_parse_lr_mult(cfg.get("lr_mult"), f"{key}.lr_mult"),
         layer_decay=_parse_layer_decay(cfg.get("layer_decay"), f"{key}.layer_decay"),
         schedule=_parse_schedule(cfg.get("schedule"), f"{key}.schedule"),
@@ -153,16 +159,16 @@ def _mult(value: Any, key: str) -> float:
     return number
 
 
-def _parse_rules(value: Any, key: str, method: str, bn: str) -> Tuple[RuleSpec, ...]:
+def _parse_rules(value: Any, key: str, method: str, bn: str, ln: str) -> Tuple[RuleSpec, ...]:
     if value is None:
         return ()
     if not isinstance(value, list):
         raise ConfigError(key, f"expected a list of rules, got {type(value).__name__}",
                           "write each rule as '- select: [...]'")
-    return tuple(_parse_rule(rule, f"{key}.{i}", method, bn) for i, rule in enumerate(value))
+    return tuple(_parse_rule(rule, f"{key}.{i}", method, bn, ln) for i, rule in enumerate(value))
 
 
-def _parse_rule(rule: Any, key: str, method: str, bn: str) -> RuleSpec:
+def _parse_rule(rule: Any, key: str, method: str, bn: str, ln: str) -> RuleSpec:
     if not isinstance(rule, dict):
         raise ConfigError(key, f"expected a mapping with 'select', got {rule!r}")
     _check_keys(rule, RULE_KEYS, key)
@@ -175,6 +181,7 @@ def _parse_rule(rule: Any, key: str, method: str, bn: str) -> RuleSpec:
         method=_choice(rule.get("method", method), METHODS, f"{key}.method"),
         bn=_choice(rule.get("bn", bn), BN_POLICIES, f"{key}.bn"),
         lr_mult=None if rule.get("lr_mult") is None else _mult(rule["lr_mult"], f"{key}.lr_mult"),
+        ln=_choice(rule.get("ln", ln), LN_POLICIES, f"{key}.ln"),
     )
 
 
