@@ -1,2 +1,3 @@
 """Backbones; importing this package registers them in ``MODELS``."""
-from . import pplcnet, resnet  # noqa: F401  (registration side effect)
+from . import (convnext, pphgnet, pphgnet_v2, pplcnet, pplcnet_v2, regnet, repvgg,  # noqa: F401  (registration)
+               resnet)
