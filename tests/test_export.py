@@ -16,7 +16,7 @@ import paddle
 import pytest
 import yaml
 
-from ppfreeze.arch import MODELS, build_model
+from ppfreeze.arch import MODELS, ArchModel, build_model
 from ppfreeze.config import ConfigError, load_config
 from ppfreeze.data import create_operators, transform
 from make_demo_data import make_demo_dataset
@@ -31,7 +31,7 @@ INFER_OPS = [{"DecodeImage": {"to_rgb": True, "channel_first": False}}, {"Resize
              {"CropImage": {"size": SIZE}}, NORMALIZE, {"ToCHWImage": None}]
 
 
-class TinyEmbedNet(paddle.nn.Layer):
+class TinyEmbedNet(ArchModel):
     """Stand-in for RecModel: a ResNet18 trunk returning {"features", "logits"}."""
 
     def __init__(self, class_num: int = 4, embedding_size: int = 16):

@@ -25,14 +25,18 @@ about a model is assumed. See docs/contributing.md for how to add a backbone.
     ``input_size``: the only resolution the model accepts (fixed position embeddings or window
     partitions: ViT, Swin), else None; ``min_input_size``: the smallest square input it runs on.
 ``export_model()``
-    The layer to export: ``self`` by default; re-parameterisable models (RepVGG) return their
-    fused deploy form, adapters (LoRA) their merged form.
+    The layer to export. By default a copy in which every sublayer that has a ``fused()`` method
+    (a multi-branch training block: RepVGG, PP-LCNetV2) is replaced by the single-branch layer it
+    returns (:func:`reparameterized_copy`), or ``self`` when there is none; the outputs are the
+    same. Wrappers inherit this, so a RecModel with a RepVGG backbone exports fused too.
 """
 from __future__ import annotations
 
+import copy
 from collections import OrderedDict
 from typing import Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequence
 
+import paddle
 import paddle.nn as nn
 
 
@@ -62,7 +66,32 @@ class ArchModel(nn.Layer):
 
     def export_model(self) -> nn.Layer:
         """The layer ``tools/export_model.py`` saves (the deploy form of this model)."""
+        if any(hasattr(layer, "fused") for layer in self.sublayers()):
+            return reparameterized_copy(self)
         return self
+
+
+def reparameterized_copy(model: nn.Layer) -> nn.Layer:
+    """A deep copy of ``model`` in eval mode in which every sublayer that has a ``fused()``
+    method (a multi-branch training block) is replaced by the single-branch layer it returns.
+    ``model`` itself is left untouched, so training can go on after an export."""
+    deploy = copy.deepcopy(model)
+    deploy.eval()
+    with paddle.no_grad():
+        _replace_fusable(deploy)
+    return deploy
+
+
+def _replace_fusable(layer: nn.Layer) -> None:
+    for name, child in list(layer._sub_layers.items()):
+        if child is None:
+            continue
+        if hasattr(child, "fused"):
+            fused = child.fused()
+            fused.eval()
+            layer._sub_layers[name] = fused
+        else:
+            _replace_fusable(child)
 
 
 def model_attr(model: nn.Layer, name: str, default=None):
@@ -75,9 +104,11 @@ def contract_violations(model: nn.Layer) -> List[str]:
     """Everything ``model`` gets wrong about the contract (empty list: it complies).
 
     Checked: it is an :class:`ArchModel`; ``stages`` is non-empty, starts with ``stem`` and ends
-    with ``head``; every unit names a real sublayer or root parameter; units appear in
-    registration order; every state-dict key lies under exactly one unit; ``class_num`` and
-    ``num_features`` are positive integers (``class_num`` may be None).
+    with ``head``; every unit names a real sublayer or root parameter; units held by the same
+    container appear in its registration order (across containers registration says nothing
+    about forward order: ConvNeXt registers all downsampling layers before all stages); every
+    state-dict key lies under exactly one unit; ``class_num`` and ``num_features`` are positive
+    integers (``class_num`` may be None).
     """
     problems: List[str] = []
     if not isinstance(model, ArchModel):
@@ -95,9 +126,14 @@ def contract_violations(model: nn.Layer) -> List[str]:
     for unit in units:
         if unit not in order and unit not in params:
             problems.append(f"stage unit '{unit}' is not a sublayer or parameter")
-    layer_units = [u for u in units if u in order]
-    if [order[u] for u in layer_units] != sorted(order[u] for u in layer_units):
-        problems.append("stage units are not in registration (forward) order: " + ", ".join(layer_units))
+    by_parent: Dict[str, List[str]] = OrderedDict()
+    for unit in units:
+        if unit in order:
+            by_parent.setdefault(unit.rpartition(".")[0], []).append(unit)
+    for parent, siblings in by_parent.items():
+        if [order[u] for u in siblings] != sorted(order[u] for u in siblings):
+            problems.append(f"stage units in '{parent or '<model>'}' are not in its registration (forward) order: "
+                            + ", ".join(siblings))
     for key in model.state_dict():
         owners = [u for u in units if key == u or key.startswith(u + ".")]
         if len(owners) != 1:

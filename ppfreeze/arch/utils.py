@@ -28,10 +28,14 @@ def stop_after(model: nn.Layer, layer_name: str, key: str = "Arch.BackboneStopLa
     parent = model
     for child in layer_name.split("."):
         _replace_children_after(parent, child)
-        parent = getattr(parent, child)
+        # _sub_layers, not getattr: a model may shadow a sublayer name (PP-HGNet's ``stages``
+        # sublayer vs the contract's ``stages`` mapping)
+        parent = parent._sub_layers[child]
 
 
 def _replace_children_after(parent: nn.Layer, child: str) -> None:
     children = [n for n, _ in parent.named_children()]
     for later in children[children.index(child) + 1:]:
-        setattr(parent, later, nn.Identity())
+        # into _sub_layers directly: setattr would also drop an instance attribute of that name
+        # (the ``stages`` mapping of models with a ``stages`` sublayer)
+        parent._sub_layers[later] = nn.Identity()

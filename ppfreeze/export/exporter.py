@@ -82,7 +82,8 @@ def _export(config: Dict[str, Any], save_dir: str, fmt: str, onnx: bool) -> Expo
     output_keys = check_output_key(engine.model, options, image_shape)
     freeze = freeze_summary(engine, image_shape) if config.get("Freeze") else None
     with staged_directory(save_dir) as staging:
-        save_program(InferenceModel(engine.model, options), image_shape, staging)
+        # the deploy form: multi-branch blocks fused (RepVGG), same outputs
+        save_program(InferenceModel(engine.model.export_model(), options), image_shape, staging)
         postprocess, label_map = _stage_class_map(postprocess, staging)
         meta = {
             "Global": {"model_name": config["Arch"]["name"], "image_shape": image_shape, "input_name": INPUT_NAME,

@@ -1,13 +1,15 @@
 """Small helpers shared by the backbones: parameter attributes, argument checks, common layers
-(conv-BN-activation, squeeze-and-excitation, channel shuffle) and stage grouping."""
+(conv-BN-activation, squeeze-and-excitation, channel shuffle), stage grouping, channel rounding,
+stochastic depth, BN folding and the re-parameterised (deploy) copy of a model."""
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
+import yaml
 from paddle import ParamAttr
 from paddle.regularizer import L2Decay
 
@@ -22,9 +24,18 @@ def param_attr(lr_mult: float = 1.0, no_decay: bool = False, initializer: Any = 
 
 
 def number_list(values: Optional[Sequence[Any]], length: int, default: float, key: str) -> List[float]:
-    """Validate a per-stage list such as ``lr_mult_list``; ``None`` means ``[default] * length``."""
+    """Validate a per-stage list such as ``lr_mult_list``; ``None`` means ``[default] * length``.
+
+    PaddleClas also accepts the list written as a string (``"[0.1, 0.1, 0.2]"``, it calls
+    ``eval``); here the string is parsed as YAML and each item as a number.
+    """
     if values is None:
         return [default] * length
+    if isinstance(values, str):
+        try:
+            values = yaml.safe_load(values)
+        except yaml.YAMLError:
+            pass  # reported below as "expected a list"
     if not isinstance(values, (list, tuple)) or len(values) != length:
         raise ConfigError(key, f"expected a list of {length} numbers (one per stage), got {values!r}",
                           f"e.g. {key.split('.')[-1]}: {[default] * length}")
@@ -46,6 +57,17 @@ def check_positive_int(value: Any, key: str) -> int:
     return value
 
 
+def int_list(values: Any, length: Optional[int], key: str, minimum: int = 1) -> List[int]:
+    """Validate a list of integers >= ``minimum`` (``length`` None: any non-empty length)."""
+    ok = isinstance(values, (list, tuple)) and len(values) > 0 and (length is None or len(values) == length)
+    if ok:
+        ok = all(isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in values)
+    if not ok:
+        size = f"{length} integers" if length is not None else "a non-empty list of integers"
+        raise ConfigError(key, f"expected {size} >= {minimum}, got {values!r}")
+    return list(values)
+
+
 def check_probability(value: Any, key: str) -> float:
     """A probability such as ``dropout_prob`` or ``drop_path_rate``: a number in [0, 1)."""
     number = to_number(value, key)
@@ -58,6 +80,12 @@ def check_choice(value: Any, choices: Sequence[Any], key: str, hint: Optional[st
     """``value`` must be one of ``choices`` (a ConfigError naming ``key`` otherwise)."""
     if value not in choices:
         raise ConfigError(key, f"expected one of {list(choices)}, got {value!r}", hint)
+
+
+def check_bool(value: Any, key: str) -> bool:
+    """A YAML boolean (PaddleClas passes these straight to ``if``; a string would always be true)."""
+    if not isinstance(value, bool):
+        raise ConfigError(key, f"expected true or false, got {value!r}")
     return value
 
 
@@ -161,6 +189,22 @@ def stage_map(stem: Sequence[str], groups: Sequence[Sequence[str]], head: Sequen
     return stages
 
 
+def declare_stages(model: nn.Layer, stages: Mapping[str, Sequence[str]]) -> None:
+    """Set the model contract's ``stages`` mapping on ``model``.
+
+    Some PaddleClas models name a sublayer ``stages`` (PP-LCNetV2, PP-HGNet, ConvNeXt), and
+    their state-dict keys (``stages.0.0.conv.weight``) must stay. Paddle refuses to assign a
+    non-layer to a sublayer's name, so the mapping goes into the instance dict, where attribute
+    lookup finds it first; the sublayer stays in ``_sub_layers`` (read it with :func:`sublayer`).
+    """
+    object.__setattr__(model, "stages", stages)
+
+
+def sublayer(layer: nn.Layer, name: str) -> nn.Layer:
+    """The registered sublayer ``name`` (also when an attribute of the same name shadows it)."""
+    return layer._sub_layers[name]
+
+
 class DropPath(nn.Layer):
     """Stochastic depth: in training, zero a residual branch per sample with probability
     ``drop_prob`` and scale the kept ones by ``1 / (1 - drop_prob)``; identity in eval."""
@@ -175,3 +219,12 @@ class DropPath(nn.Layer):
         keep = 1.0 - self.drop_prob
         mask = paddle.floor(keep + paddle.rand([x.shape[0]] + [1] * (x.ndim - 1), dtype=x.dtype))
         return x / keep * mask
+
+
+
+
+def fold_batch_norm(kernel: paddle.Tensor, bn: nn.Layer) -> Tuple[paddle.Tensor, paddle.Tensor]:
+    """Kernel and bias of ``bn(conv(x))`` as one convolution (``conv`` without bias, eval-mode BN)."""
+    std = (bn._variance + bn._epsilon).sqrt()
+    scale = bn.weight / std
+    return kernel * scale.reshape([-1, 1, 1, 1]), bn.bias - bn._mean * scale

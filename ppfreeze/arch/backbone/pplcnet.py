@@ -6,13 +6,14 @@ published ``PPLCNet_x*_pretrained.pdparams``):
     conv1.conv.weight, conv1.bn.*                      stem
     blocks2..blocks6.<i>.dw_conv / [se.conv1|conv2] / pw_conv
     last_conv.weight (1x1, no bias), fc.weight, fc.bias
+    (PPLCNet_x2_5_Tanh: fc.origin_layer.weight, fc.origin_layer.bias, then tanh)
 
 Forward: conv1 -> blocks2..6 -> avg_pool -> last_conv -> act -> dropout -> flatten -> fc.
 """
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import paddle
 import paddle.nn as nn
@@ -22,7 +23,8 @@ from ...config.errors import ConfigError
 from ...config.expr import to_number
 from ..base import ArchModel
 from ..registry import MODELS
-from .common import SEModule, check_class_num, make_divisible, number_list, param_attr
+from .common import (SEModule, check_bool, check_class_num, check_probability, make_divisible, number_list,
+                     param_attr)
 
 # per stage: (kernel, in_channels, out_channels, stride, use_se) at scale 1.0
 NET_CONFIG = OrderedDict(
@@ -33,12 +35,35 @@ NET_CONFIG = OrderedDict(
     blocks6=[(5, 256, 512, 2, True), (5, 512, 512, 1, True)],
 )
 ACTIVATIONS = {"hardswish": nn.Hardswish, "relu": nn.ReLU, "relu6": nn.ReLU6}
+# a stride: one int, or [stride_h, stride_w] (PULC text-line models downsample the height only)
+Stride = Union[int, List[int]]
+
+
+def parse_stride_list(values: Optional[Sequence[Any]], key: str = "stride_list") -> List[Stride]:
+    """Validate ``stride_list``: 5 strides (conv1, first block of blocks3..blocks6), each an int
+    or an ``[h, w]`` pair, as PaddleClas passes them to ``Conv2D(stride=...)``."""
+    if values is None:
+        return [2] * 5
+    if not isinstance(values, (list, tuple)) or len(values) != 5:
+        raise ConfigError(key, f"expected a list of 5 strides (conv1, blocks3..blocks6), got {values!r}",
+                          "e.g. stride_list: [2, 2, 2, 2, 2] or [2, [2, 1], [2, 1], [2, 1], [2, 1]]")
+    return [_stride(v, f"{key}[{i}]") for i, v in enumerate(values)]
+
+
+def _stride(value: Any, key: str) -> Stride:
+    def positive_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+    if positive_int(value):
+        return value
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(positive_int(v) for v in value):
+        return list(value)
+    raise ConfigError(key, f"expected a positive integer or a pair [stride_h, stride_w], got {value!r}")
 
 
 class ConvBNLayer(nn.Layer):
     """Conv -> BN (no weight decay on BN) -> activation."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int,
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: Stride,
                  groups: int = 1, act: str = "hardswish", lr_mult: float = 1.0):
         super().__init__()
         self.conv = nn.Conv2D(in_channels, out_channels, kernel_size, stride=stride,
@@ -55,7 +80,7 @@ class ConvBNLayer(nn.Layer):
 class DepthwiseSeparable(nn.Layer):
     """Depthwise kxk conv -> optional SE -> pointwise 1x1 conv."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int, kernel_size: int,
+    def __init__(self, in_channels: int, out_channels: int, stride: Stride, kernel_size: int,
                  use_se: bool, act: str, lr_mult: float):
         super().__init__()
         self.dw_conv = ConvBNLayer(in_channels, in_channels, kernel_size, stride,
@@ -79,23 +104,32 @@ class PPLCNet(ArchModel):
         class_num: classifier width.
         dropout_prob: dropout before the classifier.
         class_expand: channels of the 1x1 ``last_conv`` after pooling.
-        lr_mult_list: 6 learning-rate multipliers: conv1, blocks2..blocks6.
-        stride_list: 5 strides: conv1, first block of blocks3..blocks6.
+        lr_mult_list: 6 learning-rate multipliers: conv1, blocks2..blocks6 (a list, or the
+            list as a string, as PaddleClas accepts).
+        stride_list: 5 strides: conv1, first block of blocks3..blocks6. Each is an int or a
+            pair ``[stride_h, stride_w]``: PULC's text-line configs pass
+            ``[2, [2, 1], [2, 1], [2, 1], [2, 1]]`` to halve only the height in blocks3..6.
         use_last_conv: False drops ``last_conv``; the fc then reads the pooled features.
         act: "hardswish", "relu" or "relu6".
     """
     fixed_scale: Optional[float] = None
+    #: PPLCNet_x2_5_Tanh: the classifier's output goes through tanh (``fc`` wraps the Linear)
+    tanh_output: bool = False
 
     def __init__(self, scale: Optional[float] = None, class_num: int = 1000, dropout_prob: float = 0.2,
                  class_expand: int = 1280, lr_mult_list: Optional[Sequence[float]] = None,
-                 stride_list: Optional[Sequence[int]] = None, use_last_conv: bool = True, act: str = "hardswish"):
+                 stride_list: Optional[Sequence[Stride]] = None, use_last_conv: bool = True,
+                 act: str = "hardswish"):
         super().__init__()
         scale = self._resolve_scale(scale)
         class_num = check_class_num(class_num)
         lr_mults = number_list(lr_mult_list, 6, 1.0, "lr_mult_list")
-        strides = [int(s) for s in number_list(stride_list, 5, 2, "stride_list")]
+        strides = parse_stride_list(stride_list)
         if act not in ACTIVATIONS:
             raise ConfigError("act", f"expected one of {list(ACTIVATIONS)}, got {act!r}")
+        dropout_prob = check_probability(dropout_prob, "dropout_prob")
+        class_expand = check_class_num(class_expand, "class_expand")
+        use_last_conv = check_bool(use_last_conv, "use_last_conv")
 
         self.conv1 = ConvBNLayer(3, make_divisible(16 * scale), 3, strides[0], act=act, lr_mult=lr_mults[0])
         for n, (stage, specs) in enumerate(NET_CONFIG.items()):
@@ -117,7 +151,8 @@ class PPLCNet(ArchModel):
         else:
             self.last_conv = None
         self.flatten = nn.Flatten(start_axis=1, stop_axis=-1)
-        self.fc = nn.Linear(num_features, class_num)
+        self.fc = TanhSuffix(nn.Linear(num_features, class_num)) if self.tanh_output \
+            else nn.Linear(num_features, class_num)
 
         self.scale = scale
         self.class_num = class_num
@@ -153,6 +188,23 @@ class PPLCNet(ArchModel):
         head = ["avg_pool", "last_conv", "act", "dropout", "flatten", "fc"]
         stages["head"] = [name for name in head if getattr(self, name, None) is not None]
         return stages
+
+
+class TanhSuffix(nn.Layer):
+    """A layer followed by tanh; PaddleClas wraps ``fc`` like this (keys ``fc.origin_layer.*``)."""
+
+    def __init__(self, origin_layer: nn.Layer):
+        super().__init__()
+        self.origin_layer = origin_layer
+        self.tanh = nn.Tanh()
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        return self.tanh(self.origin_layer(x))
+
+
+@MODELS.register
+class PPLCNetBaseNet(PPLCNet):
+    """PaddleClas's name for PP-LCNet at any ``scale`` (default 1.0): the same as ``PPLCNet``."""
 
 
 @MODELS.register
@@ -193,3 +245,10 @@ class PPLCNet_x2_0(PPLCNet):
 @MODELS.register
 class PPLCNet_x2_5(PPLCNet):
     fixed_scale = 2.5
+
+
+@MODELS.register
+class PPLCNet_x2_5_Tanh(PPLCNet):
+    """PPLCNet_x2_5 whose logits go through tanh (PaddleClas's variant_models)."""
+    fixed_scale = 2.5
+    tanh_output = True
