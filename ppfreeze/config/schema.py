@@ -30,10 +30,18 @@ GLOBAL_KEYS: Dict[str, Tuple[type, ...]] = {
     "max_train_steps": (int, type(None)), "allow_missing_keys": (bool,),
     # multi-label targets ([N, C] / [N, 2, C]); evaluation passes labels through unchanged either way
     "use_multilabel": (bool,),
+    # PaddleClas: iterations per epoch (the loader is cycled), gradient accumulation, its special trainers
+    "iter_per_epoch": (int, type(None)), "update_freq": (int,), "train_mode": _OPT_STR,
+    # PaddleClas configs use it only as a YAML anchor for Arch.input_image_channel; no effect of its own
+    "image_channel": (int,),
 }
+# PaddleClas's special training loops (Global.train_mode), which ppfreeze does not implement
+UNSUPPORTED_TRAIN_MODES = {"fixmatch": "FixMatch semi-supervised training", "fixmatch_ccssl": "CCSSL semi-supervised "
+                           "training", "metabin": "MetaBIN domain generalisation", "progressive": "progressive "
+                           "resizing (EfficientNetV2)"}
 # PaddleClas Global keys we accept but do not act on (a warning says so).
 IGNORED_GLOBAL_KEYS = ("use_dali", "re_ranking", "distributed", "pretrained", "infer_imgs",
-                       "update_freq", "save_inference_freq", "use_fp16", "platform")
+                       "save_inference_freq", "use_fp16", "platform")
 
 
 def _type_names(types: Tuple[type, ...]) -> str:
@@ -75,6 +83,11 @@ def validate_config(cfg: Dict[str, Any], source: str = "") -> None:
             raise ConfigError(section, f"missing or not a mapping{where}", f"every config needs a '{section}:' section")
     glob = cfg["Global"]
     check_typed_keys(glob, GLOBAL_KEYS, "Global", where, IGNORED_GLOBAL_KEYS)
+    mode = glob.get("train_mode")
+    if mode:
+        what = UNSUPPORTED_TRAIN_MODES.get(mode, "an unknown trainer")
+        raise ConfigError("Global.train_mode", f"{mode!r} selects PaddleClas's {what}, which ppfreeze does not "
+                                               "implement", "remove train_mode for standard supervised training")
     device = glob.get("device", "auto")
     if device not in ("cpu", "gpu", "auto") and not str(device).startswith("gpu:"):
         raise ConfigError("Global.device", f"expected cpu, gpu or auto, got {device!r}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 import random
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -119,6 +119,31 @@ def set_loader_epoch(loader: paddle.io.DataLoader, epoch: int) -> None:
     """Make the next pass over ``loader`` use the shuffle order and augmentation of ``epoch``."""
     loader.batch_sampler.set_epoch(epoch)
     loader.dataset.set_epoch(epoch)
+
+
+# A second pass over the loader within one epoch (Global.iter_per_epoch > len(loader)) draws
+# its order and augmentation as "epoch" ``epoch + k * PASS_STRIDE``: distinct from every real epoch.
+PASS_STRIDE = 1 << 20
+
+
+def epoch_batches(loader: paddle.io.DataLoader, epoch: int, count: int) -> Iterator[Any]:
+    """Exactly ``count`` batches for ``epoch``: the loader's pass for the epoch, continued with
+    further passes (each seeded on its own) when ``count`` exceeds one pass, as PaddleClas's
+    ``Global.iter_per_epoch`` does. Deterministic in ``(seed, epoch)``."""
+    produced, k = 0, 0
+    while produced < count:
+        set_loader_epoch(loader, epoch + k * PASS_STRIDE)
+        empty = True
+        for batch in loader:
+            empty = False
+            yield batch
+            produced += 1
+            if produced >= count:
+                return
+        if empty:
+            raise ConfigError("DataLoader.Train", "the training loader yields no batch",
+                              "check the list file and that batch_size <= the number of images (drop_last)")
+        k += 1
 
 
 def random_transforms(loader: paddle.io.DataLoader) -> List[str]:

@@ -88,7 +88,8 @@ class EMACallback(Callback):
         self.ema = ema
 
     def on_step_end(self, engine, step: Dict[str, Any]) -> None:
-        self.ema.update(engine.unwrapped_model)
+        if step.get("update", True):  # once per optimizer step (Global.update_freq accumulates)
+            self.ema.update(engine.unwrapped_model)
 
     def on_epoch_end(self, engine, epoch: int, eval_metrics) -> None:
         if not eval_metrics:

@@ -63,6 +63,7 @@ class Engine:
         self.seed = g.get("seed") if g.get("seed") is not None else 0
         seed_everything(self.seed)
         self.model = build_model(config["Arch"], class_num=g.get("class_num"))
+        self.amp = Amp(config.get("AMP"), self.device)
         self.freezer = FreezeController(build_freeze_plan(config.get("Freeze"), self.model),
                                         g.get("image_shape", [3, 224, 224]))
         self.global_step = 0
@@ -113,7 +114,7 @@ class Engine:
             raise ConfigError("Freeze", "every parameter is frozen: nothing would be trained",
                               "leave at least the head trainable (e.g. Freeze.until: stage4)")
         self.optimizer, self.lr_scheduler = build_optimizer(self.config["Optimizer"], named_params, self.epochs,
-                                                            self.iters_per_epoch)
+                                                            self.iters_per_epoch // self.update_freq)
         if carried_state is not None:
             ckpt.load_optimizer_state(self.optimizer, self.unwrapped_model, carried_state, self.lr_scheduler,
                                       strict=False)
@@ -134,15 +135,30 @@ class Engine:
             raise ConfigError("Loss.Train", "missing", "training needs e.g. Loss: {Train: [{CELoss: {weight: 1.0}}]}")
         self.train_loader = build_dataloader(cfg["DataLoader"], "Train", seed=self.seed)
         self._check_labels(self.train_loader.dataset)
-        self.iters_per_epoch = len(self.train_loader)
-        max_steps = self.glob.get("max_train_steps")
-        if max_steps:
-            self.iters_per_epoch = min(self.iters_per_epoch, max_steps)
+        self.update_freq, self.iters_per_epoch = self._iterations(len(self.train_loader))
         self.train_loss = build_loss(cfg["Loss"]["Train"], "Loss.Train")
         self.train_metrics = build_metrics((cfg.get("Metric") or {}).get("Train"), "Metric.Train")
-        self.amp = Amp(cfg.get("AMP"), self.device)
         self.ema = ModelEMA.from_config(cfg.get("EMA"), self.unwrapped_model)
         self.divergence = DivergenceGuard()
+
+    def _iterations(self, loader_len: int) -> Tuple[int, int]:
+        """(Global.update_freq, iterations per epoch) as PaddleClas counts them.
+
+        ``iter_per_epoch`` fixes the count (the loader is cycled when it is longer than a pass);
+        ``max_train_steps`` (ours) caps it; the count is rounded down to whole accumulation steps.
+        """
+        g = self.glob
+        update_freq = g.get("update_freq") or 1
+        if isinstance(update_freq, bool) or not isinstance(update_freq, int) or update_freq < 1:
+            raise ConfigError("Global.update_freq", f"expected an integer >= 1, got {update_freq!r}")
+        iters = g.get("iter_per_epoch") or loader_len
+        if g.get("max_train_steps"):
+            iters = min(iters, g["max_train_steps"])
+        if iters < update_freq:
+            logger.warning("Global.update_freq %d is more than the %d iterations per epoch: set to 1",
+                           update_freq, iters)
+            update_freq = 1
+        return update_freq, iters // update_freq * update_freq
 
     def _check_labels(self, dataset: Any) -> None:
         """Labels outside [0, class_num) crash deep inside one_hot; say it in config terms."""
@@ -161,24 +177,25 @@ class Engine:
         args = (images, labels) if model_attr(self.model, "needs_label", False) else (images,)
         return self.freezer.forward(lambda: self.model(*args), indices)
 
-    def train_step(self, images: paddle.Tensor, labels: paddle.Tensor,
-                   indices: Optional[paddle.Tensor] = None) -> Tuple[Any, Dict[str, paddle.Tensor]]:
-        """One optimisation step; returns the model output and the loss dict (device tensors)."""
+    def train_step(self, images: paddle.Tensor, labels: paddle.Tensor, indices: Optional[paddle.Tensor] = None,
+                   update: bool = True) -> Tuple[Any, Dict[str, paddle.Tensor]]:
+        """Forward and backward; the optimizer steps when ``update`` (``Global.update_freq``
+        accumulates gradients over several calls). Returns the output and the loss dict (device tensors)."""
         with self.amp.autocast():
             out = self.forward(images, labels, indices)
             losses = self.train_loss(out, labels)
         self.divergence.observe(losses["loss"], self.global_step + 1)   # no host sync
-        self.amp.backward(losses["loss"])
-        self.callbacks.after_backward(self)        # e.g. clear frozen grads to None
-        self.amp.step(self.optimizer)
-        self.optimizer.clear_grad(set_to_zero=False)
-        if not getattr(self.lr_scheduler, "by_epoch", False):
-            self.lr_scheduler.step()
+        self.amp.backward(losses["loss"] / self.update_freq if self.update_freq > 1 else losses["loss"])
+        if update:
+            self.callbacks.after_backward(self)        # e.g. clear frozen grads to None
+            self.amp.step(self.optimizer)
+            self.optimizer.clear_grad(set_to_zero=False)
+            if not getattr(self.lr_scheduler, "by_epoch", False):
+                self.lr_scheduler.step()
         return out, losses
 
     def train(self) -> Dict[str, Any]:
         """Train for ``Global.epochs`` epochs (resuming from ``Global.checkpoints`` if set)."""
-        from ..data import set_loader_epoch
         self._build_train_parts()
         start_epoch = self._resume_or_start()
         self._wrap_distributed()
@@ -187,7 +204,6 @@ class Engine:
         self.callbacks.on_train_begin(self)
         for epoch in range(start_epoch, self.epochs + 1):
             self.callbacks.on_epoch_begin(self, epoch)
-            set_loader_epoch(self.train_loader, epoch)
             self.model.train()
             self._train_one_epoch(epoch)
             if getattr(self.lr_scheduler, "by_epoch", False):
@@ -198,21 +214,21 @@ class Engine:
         return {"best_metric": self.best_metric, "best_epoch": self.best_epoch, "metric_key": self.metric_key}
 
     def _train_one_epoch(self, epoch: int) -> None:
+        from ..data.loader import epoch_batches
         meter = StepMeter()
         log_every = self.glob.get("print_batch_step", 10)
         tic = time.time()
-        for it, batch in enumerate(self.train_loader):
-            if it >= self.iters_per_epoch:
-                break
+        for it, batch in enumerate(epoch_batches(self.train_loader, epoch, self.iters_per_epoch)):
             images, labels = batch[0], batch[1]
             indices = batch[-1] if self.train_loader.dataset.return_index else None
             meter.add_reader_time(time.time() - tic)
-            out, losses = self.train_step(images, labels, indices)
+            update = (it + 1) % self.update_freq == 0
+            out, losses = self.train_step(images, labels, indices, update)
             self.global_step += 1
             meter.add(losses, images.shape[0])
             if self.train_metrics is not None:
                 meter.add(self.train_metrics(out, labels))
-            step = {"epoch": epoch, "iter": it, "iters_per_epoch": self.iters_per_epoch}
+            step = {"epoch": epoch, "iter": it, "iters_per_epoch": self.iters_per_epoch, "update": update}
             self.callbacks.on_step_end(self, step)
             if it % log_every == 0 or it == self.iters_per_epoch - 1:
                 self._stop_if_diverged()                 # one host read per log step

@@ -37,7 +37,7 @@ def evaluate(engine, epoch: int = 0) -> Dict[str, float]:
         raise ConfigError("Global.eval_mode", f"expected one of {EVAL_MODES}, got {mode!r}")
     engine.model.eval()
     try:
-        with paddle.no_grad():
+        with paddle.no_grad(), engine.amp.autocast(evaluating=True):
             if mode == "retrieval":
                 return eval_retrieval(engine)
             return eval_classification(engine)
