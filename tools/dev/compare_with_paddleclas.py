@@ -37,20 +37,28 @@ def manifest_of(model) -> list:
     return [f"{k} {','.join(str(int(d)) for d in v.shape)}" for k, v in model.state_dict().items()]
 
 
+def build_theirs(factory, **kwargs):
+    """A PaddleClas model; its model_zoo files give parameters fixed names (``conv1_weights``), which
+    paddle refuses to create twice in one name scope, so each model gets a fresh scope."""
+    import paddle
+    with paddle.utils.unique_name.guard():
+        return factory(**kwargs)
+
+
 def build_lazy(factory, **kwargs):
     import paddle
     try:
         with paddle.LazyGuard():
-            return factory(**kwargs)
+            return build_theirs(factory, **kwargs)
     except Exception:  # some PaddleClas initialisers need real tensors
-        return factory(**kwargs)
+        return build_theirs(factory, **kwargs)
 
 
 def compare(name: str, theirs_factory, size: int, class_num: int, check_output: bool) -> dict:
     import paddle
     from ppfreeze.arch import build_model
     paddle.seed(0)
-    theirs = theirs_factory(class_num=class_num)
+    theirs = build_theirs(theirs_factory, class_num=class_num)
     ours = build_model({"name": name, "class_num": class_num})
     t, o = manifest_of(theirs), manifest_of(ours)
     result = {"model": name, "keys_equal": t == o, "keys_same_set": sorted(t) == sorted(o)}
