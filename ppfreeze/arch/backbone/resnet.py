@@ -13,6 +13,7 @@ The PaddleClas variants built on ResNet50 live in ``resnet_variant.py``.
 """
 from __future__ import annotations
 
+import copy
 import functools
 import itertools
 import math
@@ -28,6 +29,7 @@ from ..base import ArchModel
 from ..registry import MODELS
 from .common import (attach_return_patterns, check_choice, check_class_num, number_list, param_attr,
                      return_patterns_of, stride_list)
+from .dbb import DiverseBranchBlock
 
 # depth -> (block type, blocks per stage)
 DEPTHS = {
@@ -69,17 +71,26 @@ class ConvBNLayer(nn.Layer):
         return x
 
 
+def _main_conv(layer_type: str, lr_mult: float, data_format: str):
+    """The factory of a block's conv0..conv2: ConvBNLayer, or PaddleClas's DiverseBranchBlock
+    (``layer_type``); shortcuts and the stem stay ConvBNLayer, as in PaddleClas."""
+    if layer_type == "DiverseBranchBlock":
+        return functools.partial(DiverseBranchBlock, lr_mult=lr_mult)
+    return functools.partial(ConvBNLayer, lr_mult=lr_mult, data_format=data_format)
+
+
 class BasicBlock(nn.Layer):
     """Two 3x3 convs plus a residual (ResNet18/34)."""
     expansion = 1
 
     def __init__(self, in_channels: int, width: int, stride, projection: bool,
-                 vd_projection: bool, lr_mult: float = 1.0, data_format: str = "NCHW"):
+                 vd_projection: bool, lr_mult: float = 1.0, data_format: str = "NCHW", layer_type: str = "ConvBNLayer"):
         super().__init__()
-        conv = functools.partial(ConvBNLayer, lr_mult=lr_mult, data_format=data_format)
+        conv = _main_conv(layer_type, lr_mult, data_format)
         self.conv0 = conv(in_channels, width, 3, stride=stride, act="relu")
         self.conv1 = conv(width, width, 3, act=None)
-        self.short = conv(in_channels, width, 1, stride=stride, is_vd_mode=vd_projection) if projection else None
+        self.short = ConvBNLayer(in_channels, width, 1, stride=stride, is_vd_mode=vd_projection, lr_mult=lr_mult,
+                                 data_format=data_format) if projection else None
         self.relu = nn.ReLU()
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
@@ -92,14 +103,15 @@ class BottleneckBlock(nn.Layer):
     expansion = 4
 
     def __init__(self, in_channels: int, width: int, stride, projection: bool,
-                 vd_projection: bool, lr_mult: float = 1.0, data_format: str = "NCHW"):
+                 vd_projection: bool, lr_mult: float = 1.0, data_format: str = "NCHW", layer_type: str = "ConvBNLayer"):
         super().__init__()
         out_channels = width * self.expansion
-        conv = functools.partial(ConvBNLayer, lr_mult=lr_mult, data_format=data_format)
+        conv = _main_conv(layer_type, lr_mult, data_format)
         self.conv0 = conv(in_channels, width, 1, act="relu")
         self.conv1 = conv(width, width, 3, stride=stride, act="relu")
         self.conv2 = conv(width, out_channels, 1, act=None)
-        self.short = conv(in_channels, out_channels, 1, stride=stride, is_vd_mode=vd_projection) if projection else None
+        self.short = ConvBNLayer(in_channels, out_channels, 1, stride=stride, is_vd_mode=vd_projection,
+                                 lr_mult=lr_mult, data_format=data_format) if projection else None
         self.relu = nn.ReLU()
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
@@ -124,7 +136,8 @@ class ResNet(ArchModel):
         return_patterns: sublayers (PaddleClas spelling, e.g. ``blocks[3]``) whose outputs the model
             returns too, as ``{"logits": ..., "blocks[3]": ...}``.
         return_stages: True or stage indices (0..3): return the output of those stages' last blocks.
-        layer_type: "ConvBNLayer" (the only type ppfreeze builds; see ``_check_layer_type``).
+        layer_type: "ConvBNLayer", or "DiverseBranchBlock": the blocks' convs become DBBs (trained as
+            four branches, fused into one conv by :meth:`export_model`).
     """
     depth: int = 0
     version: str = "vb"
@@ -140,9 +153,16 @@ class ResNet(ArchModel):
         strides = self._strides(stride_list)
         check_choice(stem_act, ("relu", None), "stem_act")
         check_choice(data_format, ("NCHW", "NHWC"), "data_format")
-        _check_layer_type(layer_type)
+        check_choice(layer_type, ("ConvBNLayer", "DiverseBranchBlock"), "layer_type")
+        if layer_type == "DiverseBranchBlock" and data_format != "NCHW":
+            raise ConfigError("data_format", "DiverseBranchBlock runs NCHW only (as in PaddleClas)",
+                              "remove data_format or use layer_type: ConvBNLayer")
         block_type, depths = DEPTHS[self.depth]
         block_cls = BasicBlock if block_type == "basic" else BottleneckBlock
+        if not use_first_short_conv and block_cls.expansion != 1:
+            raise ConfigError("use_first_short_conv", f"false needs an identity shortcut, but the first block of "
+                                                      f"{type(self).__name__} widens 64 -> 256 channels",
+                              "use it with ResNet18/34 only")
         is_vd = self.version == "vd"
         conv = functools.partial(ConvBNLayer, data_format=data_format)
 
@@ -164,11 +184,11 @@ class ResNet(ArchModel):
                     projection=first and (stage > 0 or use_first_short_conv),
                     # vd pools before the projection, except at the very first block (no downsampling there)
                     vd_projection=is_vd and not (stage == 0 and first),
-                    lr_mult=lr_mults[stage + 1], data_format=data_format))
+                    lr_mult=lr_mults[stage + 1], data_format=data_format, layer_type=layer_type))
                 in_channels = width * block_cls.expansion
         self.blocks = nn.Sequential(*blocks)
 
-        self.avg_pool = nn.AdaptiveAvgPool2D(1, data_format=data_format)
+        self.avg_pool = self._global_pool(data_format)
         self.flatten = nn.Flatten()
         bound = 1.0 / math.sqrt(in_channels)
         self.fc = nn.Linear(in_channels, class_num, weight_attr=param_attr(initializer=Uniform(-bound, bound)))
@@ -181,9 +201,23 @@ class ResNet(ArchModel):
         stage_ends = [f"blocks[{end - 1}]" for end in itertools.accumulate(depths)]
         attach_return_patterns(self, return_patterns_of(return_patterns, return_stages, stage_ends))
 
+    def _global_pool(self, data_format: str) -> nn.Layer:
+        """The pooling before the classifier, named ``avg_pool`` (variants may pool otherwise)."""
+        return nn.AdaptiveAvgPool2D(1, data_format=data_format)
+
     def _strides(self, values: Optional[Sequence]) -> List:
         """The 5 strides of ``stride_list`` (variants may pin some of them)."""
         return stride_list(values, 5)
+
+    def export_model(self) -> nn.Layer:
+        """Self, or with DiverseBranchBlocks a copy whose DBBs are fused into single convs."""
+        if not any(isinstance(layer, DiverseBranchBlock) for layer in self.sublayers()):
+            return self
+        deploy = copy.deepcopy(self)
+        for layer in deploy.sublayers():
+            if isinstance(layer, DiverseBranchBlock):
+                layer.re_parameterize()
+        return deploy
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         if self.data_format == "NHWC":
@@ -194,11 +228,6 @@ class ResNet(ArchModel):
         x = self.avg_pool(x)
         x = self.flatten(x)
         return self.fc(x)
-
-
-def _check_layer_type(layer_type: str) -> None:
-    """PaddleClas's ``layer_type: DiverseBranchBlock`` swaps the block convs for DBB blocks."""
-    check_choice(layer_type, ("ConvBNLayer",), "layer_type")
 
 
 def _stages(depths: Sequence[int]) -> Dict[str, List[str]]:

@@ -42,13 +42,12 @@ class ResNet50_last_stage_stride1(ResNet50):
 class ResNet50_adaptive_max_pool2d(ResNet50):
     """ResNet50 with global max pooling; the layer keeps PaddleClas's name ``avg_pool``."""
 
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        if self.data_format != "NCHW":
+    def _global_pool(self, data_format: str) -> nn.Layer:
+        if data_format != "NCHW":
             # paddle's AdaptiveMaxPool2D pools NCHW only (PaddleClas's variant has the same limit)
-            raise ConfigError("data_format", f"{type(self).__name__} runs NCHW only, got {self.data_format!r}",
+            raise ConfigError("data_format", f"{type(self).__name__} runs NCHW only, got {data_format!r}",
                               "remove data_format")
-        self.avg_pool = nn.AdaptiveMaxPool2D(1)
+        return nn.AdaptiveMaxPool2D(1)
 
 
 class BINGate(nn.Layer):
