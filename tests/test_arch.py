@@ -89,7 +89,7 @@ def test_unknown_model_and_argument_give_did_you_mean():
         build_model({"name": "ResNet18", "clas_num": 3})
     assert err.value.key == "Arch.clas_num" and "class_num" in str(err.value)
     with pytest.raises(ConfigError) as err:
-        build_model({"name": "ResNet18", "data_format": "NHWC"}, key="Arch.Backbone")
+        build_model({"name": "ResNet18", "data_format": "NWHC"}, key="Arch.Backbone")
     assert err.value.key == "Arch.Backbone.data_format"
 
 

@@ -33,24 +33,43 @@ def paddleclas_models(root: str):
     return backbone
 
 
+# PaddleClas factories that do not take ``class_num`` (ours take it, with these defaults)
+PADDLECLAS_ARGS = {
+    "WideResNet": lambda class_num: {"depth": 28, "widen_factor": 2, "dropout": 0.0, "num_classes": class_num},
+}
+
+
+def paddleclas_args(name: str, class_num: int) -> dict:
+    """Keyword arguments that build PaddleClas's ``name`` with ``class_num`` classes."""
+    return PADDLECLAS_ARGS[name](class_num) if name in PADDLECLAS_ARGS else {"class_num": class_num}
+
+
 def manifest_of(model) -> list:
     return [f"{k} {','.join(str(int(d)) for d in v.shape)}" for k, v in model.state_dict().items()]
+
+
+def build_theirs(factory, **kwargs):
+    """A PaddleClas model; its model_zoo files give parameters fixed names (``conv1_weights``), which
+    paddle refuses to create twice in one name scope, so each model gets a fresh scope."""
+    import paddle
+    with paddle.utils.unique_name.guard():
+        return factory(**kwargs)
 
 
 def build_lazy(factory, **kwargs):
     import paddle
     try:
         with paddle.LazyGuard():
-            return factory(**kwargs)
+            return build_theirs(factory, **kwargs)
     except Exception:  # some PaddleClas initialisers need real tensors
-        return factory(**kwargs)
+        return build_theirs(factory, **kwargs)
 
 
 def compare(name: str, theirs_factory, size: int, class_num: int, check_output: bool) -> dict:
     import paddle
     from ppfreeze.arch import build_model
     paddle.seed(0)
-    theirs = theirs_factory(class_num=class_num)
+    theirs = build_theirs(theirs_factory, **paddleclas_args(name, class_num))
     ours = build_model({"name": name, "class_num": class_num})
     t, o = manifest_of(theirs), manifest_of(ours)
     result = {"model": name, "keys_equal": t == o, "keys_same_set": sorted(t) == sorted(o)}
@@ -92,7 +111,7 @@ def main() -> int:
                              text=True).stdout.strip() or "unknown"
         manifest = {"source": f"PaddlePaddle/PaddleClas@{sha[:9]}", "class_num": args.class_num, "models": {}}
         for name in names:
-            model = build_lazy(getattr(theirs, name), class_num=args.class_num)
+            model = build_lazy(getattr(theirs, name), **paddleclas_args(name, args.class_num))
             manifest["models"][name] = manifest_of(model)
             print(f"{name}: {len(manifest['models'][name])} keys", flush=True)
         with open(args.write_manifest, "w") as f:

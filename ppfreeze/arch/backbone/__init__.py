@@ -1,4 +1,25 @@
-"""Backbones; importing this package registers them in ``MODELS``."""
-from . import (  # noqa: F401  (registration side effect)
-    convnext, esnet, ghostnet, mobilenet_v1, mobilenet_v2, mobilenet_v3, mobilenet_v4, pphgnet, pphgnet_v2, pplcnet,
-    pplcnet_v2, regnet, repvgg, resnet, shufflenet_v2)
+"""Backbones; importing this package registers them in ``MODELS`` (one module per family)."""
+from . import convnext  # noqa: F401
+from . import esnet  # noqa: F401
+from . import ghostnet  # noqa: F401
+from . import mobilenet_v1  # noqa: F401
+from . import mobilenet_v2  # noqa: F401
+from . import mobilenet_v3  # noqa: F401
+from . import mobilenet_v4  # noqa: F401
+from . import pphgnet  # noqa: F401
+from . import pphgnet_v2  # noqa: F401
+from . import pplcnet  # noqa: F401
+from . import pplcnet_v2  # noqa: F401
+from . import regnet  # noqa: F401
+from . import repvgg  # noqa: F401
+from . import res2net  # noqa: F401
+from . import resnest  # noqa: F401
+from . import resnet  # noqa: F401
+from . import resnet_variant  # noqa: F401
+from . import resnet_vc  # noqa: F401
+from . import resnext  # noqa: F401
+from . import resnext101_wsl  # noqa: F401
+from . import se_resnet_vd  # noqa: F401
+from . import se_resnext  # noqa: F401
+from . import shufflenet_v2  # noqa: F401
+from . import wideresnet  # noqa: F401
