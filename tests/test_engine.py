@@ -223,3 +223,15 @@ def test_ema_decay_is_validated(make_config):
         Engine(load_config(path, ["EMA.decay=1.5"]), "train").train()
     with pytest.raises(ConfigError, match="Did you mean: decay"):
         Engine(load_config(path, ["EMA.decy=0.9"]), "train").train()
+
+
+def test_a_bad_eval_section_fails_before_the_first_training_step(make_config, tmp_path):
+    cfg, path = make_config(epochs=1)
+    bad_list = tmp_path / "val_missing.txt"
+    for override in ([f"DataLoader.Eval.dataset.cls_label_path={bad_list}"],
+                     ["Metric.Eval.0.TopkAcc.topk=[0]"],
+                     ["DataLoader.Eval.sampler.batch_size=-1"]):
+        engine = Engine(load_config(path, override), "train")
+        with pytest.raises(ConfigError):
+            engine.train()
+        assert engine.global_step == 0, override

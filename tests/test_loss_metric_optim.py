@@ -299,3 +299,17 @@ def test_scheduler_state_dict_round_trip():
 def test_schedule_config_errors(cfg, match):
     with pytest.raises(ConfigError, match=match):
         build_lr_scheduler(cfg, EPOCHS, STEPS)
+
+
+def test_piecewise_from_learning_rate_follows_paddleclas():
+    from ppfreeze.optim.lr import build_lr_scheduler
+    sched = build_lr_scheduler({"name": "Piecewise", "learning_rate": 0.1}, 90, 2)
+    rates = []
+    for _ in range(180):
+        rates.append(sched.last_lr)
+        sched.step()
+    # divide by 10 at epochs 30 and 60 (steps 60 and 120), whatever decay_epochs/values would say
+    assert rates[0] == rates[59] == pytest.approx(0.1)
+    assert rates[60] == pytest.approx(0.01) and rates[120] == pytest.approx(0.001)
+    short = build_lr_scheduler({"name": "Piecewise", "learning_rate": 0.1}, 5, 2)
+    assert short.last_lr == pytest.approx(0.1)

@@ -103,10 +103,10 @@ def test_head_logits_and_label_use(head, kwargs):
     if head == "FC":
         assert not layer.needs_label and list(layer(x).shape) == [4, 5]
         return
-    plain = layer(x).numpy()
+    cos = layer(x).numpy()                 # without a label: the cosines, unscaled (PaddleClas)
+    plain = cos * kwargs["scale"]
     margined = layer(x, label).numpy()
-    assert plain.shape == margined.shape == (4, 5)
-    cos = plain / kwargs["scale"]
+    assert cos.shape == margined.shape == (4, 5)
     assert np.all(np.abs(cos) <= 1 + 1e-5)
     target = np.zeros((4, 5), bool)
     target[np.arange(4), label.numpy()] = True
@@ -120,7 +120,7 @@ def test_head_logits_and_label_use(head, kwargs):
         expected = np.where(theta + 0.3 < np.pi, np.cos(theta + 0.3), cos[target] - np.sin(0.3) * 0.3) * 10.0
         np.testing.assert_allclose(margined[target], expected, atol=1e-3)
     layer.eval()
-    np.testing.assert_allclose(layer(x, label).numpy(), plain, rtol=1e-6)  # no margin at eval
+    np.testing.assert_allclose(layer(x, label).numpy(), cos, rtol=1e-6)  # no margin, no scale at eval
 
 
 # ----------------------------------------------------------------------------- triplet loss

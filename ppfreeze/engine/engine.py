@@ -29,7 +29,7 @@ from .amp import Amp
 from .callbacks import (CallbackList, CheckpointCallback, EMACallback, LogCallback, RankConsistencyCallback,
                         VisualDLCallback)
 from .ema import ModelEMA
-from .evaluation import evaluate
+from .evaluation import evaluate, prepare_evaluation
 from .freezing import FreezeController
 from .logger import setup_logger
 from .meters import DivergenceGuard, StepMeter
@@ -136,6 +136,8 @@ class Engine:
         self.train_loader = build_dataloader(cfg["DataLoader"], "Train", seed=self.seed)
         self._check_labels(self.train_loader.dataset)
         self.update_freq, self.iters_per_epoch = self._iterations(len(self.train_loader))
+        if self.glob.get("eval_during_train", False):
+            prepare_evaluation(self)   # a bad Eval section fails now, not after the first epoch
         self.train_loss = build_loss(cfg["Loss"]["Train"], "Loss.Train")
         self.train_metrics = build_metrics((cfg.get("Metric") or {}).get("Train"), "Metric.Train")
         self.ema = ModelEMA.from_config(cfg.get("EMA"), self.unwrapped_model)

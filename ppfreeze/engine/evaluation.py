@@ -27,14 +27,35 @@ SIDES = ("Query", "Gallery")
 UNSUPPORTED_EVAL_MODES = {"adaface": "face verification on LFW / CFP / AgeDB pairs (AdaFace) is not implemented"}
 
 
-def evaluate(engine, epoch: int = 0) -> Dict[str, float]:
-    """Run the evaluation selected by ``Global.eval_mode`` and log the averages."""
+def _eval_mode(engine) -> str:
     mode = engine.glob.get("eval_mode", "classification")
     if mode in UNSUPPORTED_EVAL_MODES:
         raise ConfigError("Global.eval_mode", f"{mode!r}: {UNSUPPORTED_EVAL_MODES[mode]}",
                           f"use one of {', '.join(EVAL_MODES)}")
     if mode not in EVAL_MODES:
         raise ConfigError("Global.eval_mode", f"expected one of {EVAL_MODES}, got {mode!r}")
+    return mode
+
+
+def prepare_evaluation(engine) -> None:
+    """Build (and keep) every evaluation part now: loaders, their list files, metrics, losses.
+
+    Called before the first training step when ``eval_during_train`` is on, so a mistake in
+    ``DataLoader.Eval`` or ``Metric.Eval`` stops the run at once instead of after an epoch.
+    """
+    if _eval_mode(engine) == "retrieval":
+        build_retrieval_metrics((engine.config.get("Metric") or {}).get("Eval"), "Metric.Eval")
+        _eval_sections(engine.config.get("DataLoader") or {})
+        for side in SIDES:
+            eval_loader(engine, ("Eval", side), single_process=True)
+    else:
+        _classification_parts(engine)
+        eval_loader(engine)
+
+
+def evaluate(engine, epoch: int = 0) -> Dict[str, float]:
+    """Run the evaluation selected by ``Global.eval_mode`` and log the averages."""
+    mode = _eval_mode(engine)
     engine.model.eval()
     try:
         with paddle.no_grad(), engine.amp.autocast(evaluating=True):
@@ -81,16 +102,7 @@ def eval_classification(engine) -> Dict[str, float]:
     targets (``Global.use_multilabel`` needs no reshaping here). Metrics come first, in
     list order (the first one picks the best model), then the losses.
     """
-    from ..loss import build_loss
-    from ..metric import build_metrics
-    cfg = engine.config
-    if "Eval" not in cfg.get("DataLoader", {}):
-        raise ConfigError("DataLoader.Eval", "missing", "evaluation needs a DataLoader.Eval section")
-    metric_cfg = (cfg.get("Metric") or {}).get("Eval")
-    if not metric_cfg:
-        raise ConfigError("Metric.Eval", "missing", "add e.g. Metric: {Eval: [{TopkAcc: {topk: [1, 5]}}]}")
-    loss_fn = build_loss((cfg.get("Loss") or {}).get("Eval"), "Loss.Eval", required=False)
-    metric_fn = build_metrics(metric_cfg, "Metric.Eval")
+    metric_fn, loss_fn = _classification_parts(engine)
     metric_fn.reset()
     metric_sums: Dict[str, float] = {}
     loss_sums: Dict[str, float] = {}
@@ -115,6 +127,23 @@ def eval_classification(engine) -> Dict[str, float]:
     results = metric_fn.results(averages)
     results.update({k: averages[k] for k in loss_sums})
     return results
+
+
+def _classification_parts(engine):
+    """(Metric.Eval, Loss.Eval or None), built once per engine."""
+    from ..loss import build_loss
+    from ..metric import build_metrics
+    cache = engine.__dict__
+    if "_eval_parts" not in cache:
+        cfg = engine.config
+        if "Eval" not in (cfg.get("DataLoader") or {}):
+            raise ConfigError("DataLoader.Eval", "missing", "evaluation needs a DataLoader.Eval section")
+        metric_cfg = (cfg.get("Metric") or {}).get("Eval")
+        if not metric_cfg:
+            raise ConfigError("Metric.Eval", "missing", "add e.g. Metric: {Eval: [{TopkAcc: {topk: [1, 5]}}]}")
+        cache["_eval_parts"] = (build_metrics(metric_cfg, "Metric.Eval"),
+                                build_loss((cfg.get("Loss") or {}).get("Eval"), "Loss.Eval", required=False))
+    return cache["_eval_parts"]
 
 
 def _add_weighted(sums: Dict[str, float], values: Dict[str, Any], n: int) -> None:

@@ -115,14 +115,22 @@ def MultiStepDecay(learning_rate: float, milestones: Sequence[float], gamma: flo
 
 
 @LR_SCHEDULERS.register
-def Piecewise(decay_epochs: Sequence[float], values: Sequence[float],
+def Piecewise(decay_epochs: Optional[Sequence[float]] = None, values: Optional[Sequence[float]] = None,
               learning_rate: Optional[float] = None, warmup_epoch: float = 0,
               warmup_start_lr: float = 0.0, by_epoch: bool = False, *,
               timeline: Timeline) -> paddle_lr.LRScheduler:
     """``values[i]`` until ``decay_epochs[i]``, then ``values[-1]``.
 
-    ``learning_rate`` is accepted for PaddleClas compatibility; ``values[0]`` is the base rate.
+    With ``learning_rate`` (PaddleClas's rule, which then ignores ``decay_epochs`` / ``values``):
+    divide it by 10 every 30 epochs (``decay_epochs`` 30, 60, ...; one constant value under 30 epochs).
     """
+    if learning_rate is not None:
+        decay_epochs, values = _paddleclas_piecewise(float(learning_rate), timeline.epochs)
+        logger.info("%s: learning_rate %s set, so decay_epochs %s and values %s (divide by 10 every 30 epochs, "
+                    "as PaddleClas does)", timeline.key, learning_rate, decay_epochs, values)
+    elif decay_epochs is None or values is None:
+        raise ConfigError(timeline.key, "Piecewise needs decay_epochs and values (or a learning_rate)",
+                          "e.g. {name: Piecewise, decay_epochs: [30, 60], values: [0.1, 0.01, 0.001]}")
     _increasing(decay_epochs, timeline, "decay_epochs")
     if len(values) != len(decay_epochs) + 1:
         raise ConfigError(f"{timeline.key}.values",
@@ -130,12 +138,17 @@ def Piecewise(decay_epochs: Sequence[float], values: Sequence[float],
                           f"{len(decay_epochs)} decay_epochs",
                           "values[i] applies before decay_epochs[i], values[-1] after the last one")
     rates = [_rate(v, timeline, f"values.{i}") for i, v in enumerate(values)]
-    if learning_rate is not None and learning_rate != rates[0]:
-        logger.warning("%s.learning_rate (%s) is ignored by Piecewise: values[0] (%s) is the base rate",
-                       timeline.key, learning_rate, rates[0])
     boundaries = [timeline.steps(e, by_epoch) for e in decay_epochs]
     schedule = paddle_lr.PiecewiseDecay(boundaries=boundaries, values=rates)
     return _finish(schedule, rates[0], warmup_epoch, warmup_start_lr, by_epoch, timeline)
+
+
+def _paddleclas_piecewise(learning_rate: float, epochs: int):
+    """PaddleClas's Piecewise from ``learning_rate`` alone: x0.1 at every 30th epoch."""
+    boundaries = list(range(0, epochs, 30))[1:]
+    if not boundaries:  # paddle's PiecewiseDecay needs a boundary: one past the end
+        return [epochs], [learning_rate, learning_rate]
+    return boundaries, [learning_rate * 0.1 ** i for i in range(len(boundaries) + 1)]
 
 
 # --------------------------------------------------------------------------- builder

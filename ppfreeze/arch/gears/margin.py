@@ -3,7 +3,8 @@
 All three keep one weight ``[embedding_size, class_num]`` (state dict key ``weight``, the
 PaddleClas layout) and compare L2-normalised features with L2-normalised class vectors.
 The margin needs the label, so in training ``RecModel`` passes it (``needs_label``).
-Without a label (evaluation, export) a head returns the margin-free logits ``scale * cos``.
+Without a label or outside training (evaluation, export) a head returns the cosines themselves,
+unscaled, as PaddleClas's heads do (its retrieval and classification evaluation read those).
 
 - ``ArcMargin`` (ArcFace, Deng et al. 2019): ``cos(theta + m)`` on the true class.
 - ``CosMargin`` (CosFace, Wang et al. 2018): ``cos(theta) - m`` on the true class.
@@ -41,7 +42,7 @@ class CosineHead(nn.Layer):
     def forward(self, x: paddle.Tensor, label: Optional[paddle.Tensor] = None) -> paddle.Tensor:
         cos = self.cosine(x)
         if label is None or not self.training:
-            return cos * self.scale
+            return cos
         one_hot = F.one_hot(label.reshape([-1]).astype("int64"), self.class_num)
         return self.margin_logits(cos, one_hot) * self.scale
 
