@@ -20,7 +20,7 @@ from ..config.loader import format_config, save_config
 from ..freeze import FreezeAudit, build_freeze_plan, format_report
 from ..freeze.cache import FeatureCache
 from ..loss import build_loss
-from ..metric import build_metrics
+from ..metric import build_metrics, drop_accuracy_for_mixed_labels
 from ..optim import build_optimizer
 from ..utils.io import atomic_write_json
 from . import checkpoint as ckpt
@@ -120,20 +120,24 @@ class Engine:
         return n
 
     def _build_train_parts(self) -> None:
-        from ..data import build_dataloader
+        from ..data import batch_ops_of, build_dataloader
         cfg = self.config
         if "Optimizer" not in cfg:
             raise ConfigError("Optimizer", "missing section", "training needs an Optimizer section")
         if "Loss" not in cfg or not cfg["Loss"].get("Train"):
             raise ConfigError("Loss.Train", "missing", "training needs e.g. Loss: {Train: [{CELoss: {weight: 1.0}}]}")
-        self.train_loader = build_dataloader(cfg["DataLoader"], "Train", seed=self.seed)
+        self.train_loader = build_dataloader(cfg["DataLoader"], "Train", seed=self.seed,
+                                             class_num=getattr(self._bare_model(), "class_num", None))
         self._check_labels(self.train_loader.dataset)
         self.iters_per_epoch = len(self.train_loader)
         max_steps = self.glob.get("max_train_steps")
         if max_steps:
             self.iters_per_epoch = min(self.iters_per_epoch, max_steps)
         self.train_loss = build_loss(cfg["Loss"]["Train"], "Loss.Train")
-        self.train_metrics = build_metrics((cfg.get("Metric") or {}).get("Train"), "Metric.Train")
+        train_metric_cfgs = (cfg.get("Metric") or {}).get("Train")
+        if batch_ops_of(self.train_loader):  # mixed labels: no accuracy in training (as PaddleClas)
+            train_metric_cfgs = drop_accuracy_for_mixed_labels(train_metric_cfgs, "Metric.Train")
+        self.train_metrics = build_metrics(train_metric_cfgs, "Metric.Train")
         self.amp = Amp(cfg.get("AMP"), self.device)
         self.ema = ModelEMA.from_config(cfg.get("EMA"), self._bare_model())
 

@@ -49,8 +49,10 @@ def cache_blocker(plan: Any, train_ops: List[Any]) -> Optional[str]:
 
 
 def _train_ops(loader: Any) -> List[Any]:
+    """The per-sample ops and the batch ops (mixup, cutmix) that make a training batch."""
     dataset = getattr(loader.dataset, "dataset", loader.dataset)
-    return list(getattr(dataset, "_ops", None) or [])
+    batch_ops = getattr(getattr(loader, "collate_fn", None), "batch_ops", None) or []
+    return list(getattr(dataset, "_ops", None) or []) + list(batch_ops)
 
 
 class FeatureCache:

@@ -1,7 +1,8 @@
-"""Losses: registry, CELoss and the PaddleClas-style weighted combination."""
+"""Losses: registry, CELoss, SoftTargetCrossEntropy, triplet losses and the PaddleClas-style weighted combination."""
 from .registry import LOSSES
 from .celoss import CELoss, logits_of
 from .combined import CombinedLoss, build_loss
 from . import triplet  # noqa: F401  (registers TripletLoss, TripletLossV2)
+from .soft_target import SoftTargetCrossEntropy
 
-__all__ = ["LOSSES", "CELoss", "CombinedLoss", "build_loss", "logits_of"]
+__all__ = ["LOSSES", "CELoss", "CombinedLoss", "SoftTargetCrossEntropy", "build_loss", "logits_of"]
