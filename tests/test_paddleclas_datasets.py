@@ -79,13 +79,18 @@ def test_icartoon_dataset_reads_tab_separated_lists(multilabel):
 
 
 class _TestRotateLabel:
-    """Test op in PaddleClas's format_data style: returns the image and a label entry."""
+    """Test op producing a label, in the protocol of RandomRot90 / BlurImage: ``augment`` returns the
+    image and the entries it adds to the sample; ``label_key`` declares the label."""
 
     is_random = True
+    label_key = "turns"
+
+    def augment(self, img):
+        turns = int(img[0, 0, 0]) % 4   # deterministic from the pixels, for the test
+        return np.rot90(img, turns).copy(), {"turns": turns}
 
     def __call__(self, img):
-        turns = int(img[0, 0, 0]) % 4   # deterministic from the pixels, for the test
-        return {"img": np.rot90(img, turns).copy(), "turns": turns}
+        return self.augment(img)[0]
 
 
 def test_custom_label_dataset_takes_the_label_from_an_op(multilabel):
@@ -99,9 +104,9 @@ def test_custom_label_dataset_takes_the_label_from_an_op(multilabel):
     (img0, label0), (img1, label1) = ds[0], ds[1]
     assert (label0, label1) == (0, 3) and label1.dtype == np.int64
     assert img0.shape == (3, 4, 10) and img1.shape == (3, 10, 4)   # rotated by the op
-    with pytest.raises(ValueError, match="label_key 'angle' is not produced"):
+    with pytest.raises(ConfigError, match="'angle' is not produced by any op of transform_ops"):
         build("CustomLabelDataset", image_root=str(multilabel), sample_list_path=str(multilabel / "samples.txt"),
-              transform_ops=ops, label_key="angle", delimiter=" ")[0]
+              transform_ops=ops, label_key="angle", delimiter=" ")
     with pytest.raises(ConfigError) as e:
         build("CustomLabelDataset", image_root=str(multilabel), sample_list_path=str(multilabel / "samples.txt"),
               transform_ops=ops)

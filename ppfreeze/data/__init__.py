@@ -11,11 +11,13 @@ from .attr_postprocess import PersonAttribute, TableAttribute, VehicleAttribute
 from .preprocess import create_operators, transform
 from .registry import BATCH_OPS, DATASETS, OPS, POSTPROCESS, SAMPLERS
 from . import pk_sampler  # noqa: F401  (registers PKSampler / DistributedRandomIdentitySampler; numpy only)
+from . import batch_ops  # noqa: F401  (registers the mixup / cutmix batch ops; numpy only)
 
 # name -> submodule, imported on first attribute access (PEP 562) because they import paddle.
 _PADDLE_BACKED = {
     "build_dataloader": "loader",
     "set_loader_epoch": "loader",
+    "batch_ops_of": "loader",
     "EpochSeededDataset": "loader",
     "ImageNetDataset": "dataset",
     "ICartoonDataset": "dataset",

@@ -19,8 +19,8 @@ import numpy as np
 import paddle
 
 from ..config.errors import ConfigError
-from .dataset import finish_image, outputs_chw
-from .preprocess import create_operators, transform
+from .dataset import finish_image
+from .preprocess import create_operators, outputs_channel_first, transform
 from .registry import DATASETS
 
 # Where paddle.vision's Cifar datasets (which PaddleClas wraps) keep downloaded tarballs.
@@ -121,7 +121,7 @@ class _CifarBase(paddle.io.Dataset):
 
     @staticmethod
     def _transformed(image: np.ndarray, ops: List[Callable]) -> np.ndarray:
-        return finish_image(transform(image, ops), not outputs_chw(ops))
+        return finish_image(transform(image, ops), not outputs_channel_first(ops))
 
     def _locate(self, data_file: Optional[str], download: bool) -> str:
         default = os.path.expanduser(os.path.join(PADDLE_DATA_HOME, "cifar", self.tarball))

@@ -12,7 +12,7 @@ import numpy as np
 import paddle
 
 from ..config.errors import ConfigError
-from .preprocess import DecodeImage, ToCHWImage, create_operators, transform
+from .preprocess import DecodeImage, create_operators, outputs_channel_first, transform
 from .registry import DATASETS
 
 _MAX_LISTED_MISSING = 5
@@ -108,18 +108,6 @@ def relabel_map(labels: Sequence[int]) -> Dict[int, int]:
     return {old: new for new, old in enumerate(sorted(set(labels)))}
 
 
-# Ops after which the image is CHW (ToTensor: paddle.vision's op, CHW unless data_format says HWC).
-def outputs_chw(ops: Sequence[Callable]) -> bool:
-    """Whether the op list yields CHW images (so the dataset must not transpose again)."""
-    chw = False
-    for op in ops:
-        if isinstance(op, ToCHWImage) or (isinstance(op, DecodeImage) and op.channel_first):
-            chw = True
-        elif type(op).__name__ == "ToTensor":
-            chw = str(getattr(op, "data_format", "CHW")).upper() == "CHW"
-    return chw
-
-
 def finish_image(img: Any, transposes: bool) -> np.ndarray:
     """HWC -> CHW when the ops did not do it; float32 unless the ops chose float16."""
     img = np.asarray(img)
@@ -162,7 +150,8 @@ class ImageNetDataset(paddle.io.Dataset):
     """Images listed in a label file, transformed by PaddleClas preprocess ops.
 
     ``__getitem__`` returns ``(image float32 CHW, label int64)`` (float16 with output_fp16). Like PaddleClas, HWC
-    outputs of the ops are transposed to CHW here (train/eval configs carry no ToCHWImage).
+    outputs of the ops are transposed to CHW here (train/eval configs carry no ToCHWImage; ops such as
+    ToTensor that already yield CHW say so).
 
     Args:
         image_root: directory the label file's paths are relative to.
@@ -178,7 +167,7 @@ class ImageNetDataset(paddle.io.Dataset):
         self.image_root = check_image_root(image_root)
         self.cls_label_path = cls_label_path
         self._ops = build_ops(transform_ops)
-        self._transposes = not outputs_chw(self._ops)
+        self._transposes = not outputs_channel_first(self._ops)
         self._samples = read_label_file(cls_label_path, image_root, delimiter)
         check_images_exist(self._samples, cls_label_path)
         if relabel:
@@ -257,7 +246,12 @@ class CustomLabelDataset(paddle.io.Dataset):
         self.sample_list_path = sample_list_path
         self.label_key = label_key
         self._ops = build_ops(transform_ops)
-        self._transposes = not outputs_chw(self._ops)
+        produced = [op.label_key for op in self._ops if getattr(op, "label_key", None)]
+        if label_key not in produced:
+            raise ConfigError("label_key", f"{label_key!r} is not produced by any op of transform_ops",
+                              f"ops here produce: {', '.join(produced) or 'none'} (RandomRot90 gives "
+                              f"random_rot90_orientation, BlurImage gives blur_image)")
+        self._transposes = not outputs_channel_first(self._ops)
         self._samples = [LabelLine(os.path.join(image_root, line if delimiter is None else line.split(delimiter)[0]),
                                    None, line_no)
                          for line_no, line in iter_list_lines(sample_list_path, "sample_list_path")]
@@ -272,22 +266,6 @@ class CustomLabelDataset(paddle.io.Dataset):
     def __getitem__(self, idx: int) -> Tuple[np.ndarray, np.int64]:
         sample = self._samples[idx]
         where = f"listed at {self.sample_list_path}:{sample.line_no}"
-        record = transform_record({"img": read_image_bytes(sample.path, where)}, self._ops, sample.path, where)
-        if self.label_key not in record:
-            raise ValueError(f"label_key {self.label_key!r} is not produced by the transform ops for {sample.path}: "
-                             f"the sample holds {sorted(record)}")
+        # the ops run on a sample dict; the one producing label_key adds it (PaddleClas's format_data)
+        record = apply_ops({"img": read_image_bytes(sample.path, where)}, self._ops, sample.path, where)
         return finish_image(record["img"], self._transposes), np.int64(record[self.label_key])
-
-
-def transform_record(record: Dict[str, Any], ops: Sequence[Callable], path: str, where: str) -> Dict[str, Any]:
-    """Run ``ops`` on ``record["img"]``; dict results (``{"img": .., "<label>": ..}``) are merged in."""
-    record = dict(record)
-    for op in ops:
-        result = apply_ops(record["img"], [op], path, where)
-        if isinstance(result, dict):
-            if "img" not in result:
-                raise ValueError(f"{type(op).__name__} returned a dict without 'img' for {path}")
-            record.update(result)
-        else:
-            record["img"] = result
-    return record

@@ -3,8 +3,10 @@
 Reproducibility: the shuffle order comes from ``(seed, epoch)`` (see ``sampler.py``) and
 every sample's random augmentation from ``(seed, epoch, index)``: Python's ``random`` and
 numpy's global RNG are reseeded right before a sample is transformed, in whichever process
-or thread loads it. Batches therefore do not depend on ``num_workers`` or on how far other
-code advanced those RNGs. Call :func:`set_loader_epoch` before each epoch.
+or thread loads it. Batch ops (mixup, cutmix) reseed both from the seeds of the batch's
+samples, so their draws are a function of (seed, epoch, the batch's indices). Batches
+therefore do not depend on ``num_workers`` or on how far other code advanced those RNGs.
+Call :func:`set_loader_epoch` before each epoch.
 """
 from __future__ import annotations
 
@@ -22,7 +24,8 @@ from ..utils.builder import split_component
 # imported for their registrations (datasets, samplers)
 from . import cifar as _cifar, dataset as _dataset, multi_scale as _multi_scale  # noqa: F401
 from . import multilabel_dataset as _multilabel_dataset, reid_dataset as _reid_dataset  # noqa: F401
-from .registry import BATCH_OPS, DATASETS, SAMPLERS
+from .batch_ops import build_batch_op
+from .registry import DATASETS, SAMPLERS
 from .sampler import derive_seed
 
 _LOADER_DEFAULTS = {"num_workers": 0, "use_shared_memory": True}
@@ -37,6 +40,7 @@ class EpochSeededDataset(paddle.io.Dataset):
         self.seed = int(seed)
         self.epoch = 0
         self.return_index = False  # set by the freeze feature cache, which keys activations by index
+        self.return_seed = False  # set when batch ops follow: they seed from their samples' seeds
 
     def set_epoch(self, epoch: int) -> None:
         """Select the augmentation draws of ``epoch``."""
@@ -67,24 +71,41 @@ class EpochSeededDataset(paddle.io.Dataset):
         sample_seed = derive_seed(self.seed, self.epoch, index)
         random.seed(sample_seed)
         np.random.seed(sample_seed)
-        sample = self.dataset[idx]
-        return (*sample, np.int64(index)) if self.return_index else sample
+        sample = tuple(self.dataset[idx])
+        if self.return_index:
+            sample += (np.int64(index),)
+        if self.return_seed:
+            sample += (np.int64(sample_seed),)
+        return sample
+
+
+# Mixed into batch seeds so they never coincide with a sample's seed.
+_BATCH_SEED_DOMAIN = 0xBA7C5EED
 
 
 class BatchTransformCollate:
-    """Apply PaddleClas batch ops (``dataset.batch_transform_ops``) to a list of samples, then stack."""
+    """Apply PaddleClas batch ops (``dataset.batch_transform_ops``) to a list of samples, then stack.
+
+    Each sample ends with its seed (``EpochSeededDataset.return_seed``); the seeds are stripped
+    and ``random`` / numpy's global RNG are reseeded from all of them before the ops run, so
+    the ops' draws depend only on the batch, not on the process or what ran before.
+    """
 
     def __init__(self, batch_ops: Sequence[Callable]):
         self.batch_ops = list(batch_ops)
 
     def __call__(self, batch: List[Any]) -> Any:
+        seed = derive_seed(_BATCH_SEED_DOMAIN, *(int(sample[-1]) for sample in batch))
+        batch = [tuple(sample[:-1]) for sample in batch]
+        random.seed(seed)
+        np.random.seed(seed)
         for op in self.batch_ops:
             batch = op(batch)
         return default_collate_fn(batch)
 
 
 def build_dataloader(cfg: Dict[str, Any], mode: str, seed: int = 0,
-                     key: Optional[str] = None) -> paddle.io.DataLoader:
+                     key: Optional[str] = None, class_num: Optional[int] = None) -> paddle.io.DataLoader:
     """Build the loader of ``cfg[mode]`` (``mode``: Train, Eval, or Query/Gallery of an Eval section).
 
     Args:
@@ -92,8 +113,11 @@ def build_dataloader(cfg: Dict[str, Any], mode: str, seed: int = 0,
         mode: which sub-section to build.
         seed: run seed; shuffling and augmentation derive from it.
         key: config path of ``cfg`` for error messages (default "DataLoader").
+        class_num: the model's class count, for batch ops that make soft labels (mixup, cutmix).
 
     The loader's ``dataset`` is an :class:`EpochSeededDataset`; use :func:`set_loader_epoch`.
+    With ``dataset.batch_transform_ops`` the labels of a batch are float32 ``[N, class_num]``
+    soft targets (or, for a batch an ``OpSampler`` leaves alone, int64 ids).
     """
     key = key or "DataLoader"
     section = _mode_section(cfg, mode, key)
@@ -103,16 +127,25 @@ def build_dataloader(cfg: Dict[str, Any], mode: str, seed: int = 0,
     dataset = EpochSeededDataset(_build_dataset(dataset_cfg, f"{mode_key}.dataset", seed), seed)
     sampler = _build_sampler(_required(section, "sampler", mode_key), f"{mode_key}.sampler", dataset, seed)
     options = _loader_options(section.get("loader"), f"{mode_key}.loader")
-    batch_ops = _build_batch_ops(batch_ops_cfg, f"{mode_key}.dataset.batch_transform_ops")
+    if options["num_workers"] > 0:
+        _make_cv2_fork_safe()
+    batch_ops = _build_batch_ops(batch_ops_cfg, f"{mode_key}.dataset.batch_transform_ops", class_num)
+    if batch_ops:
+        _check_even_batches(batch_ops, sampler, f"{mode_key}.sampler")
+        dataset.return_seed = True
     return paddle.io.DataLoader(
         dataset,
         batch_sampler=sampler,
         num_workers=options["num_workers"],
         use_shared_memory=options["use_shared_memory"],
         collate_fn=BatchTransformCollate(batch_ops) if batch_ops else None,
-        worker_init_fn=init_worker if options["num_workers"] > 0 else None,
         return_list=True,
     )
+
+
+def batch_ops_of(loader: paddle.io.DataLoader) -> List[Callable]:
+    """The batch ops ``loader`` applies (empty without ``batch_transform_ops``)."""
+    return list(getattr(loader.collate_fn, "batch_ops", None) or [])
 
 
 def set_loader_epoch(loader: paddle.io.DataLoader, epoch: int) -> None:
@@ -155,7 +188,7 @@ def random_transforms(loader: paddle.io.DataLoader) -> List[str]:
     ops = loader.dataset.transform_ops
     names = ["<undeclared ops>"] if ops is None else [type(op).__name__ for op in ops
                                                         if getattr(op, "is_random", True)]
-    return names + [type(op).__name__ for op in getattr(loader.collate_fn, "batch_ops", [])]
+    return names + [type(op).__name__ for op in batch_ops_of(loader)]
 
 
 def set_return_index(loader: paddle.io.DataLoader, enabled: bool) -> None:
@@ -163,9 +196,15 @@ def set_return_index(loader: paddle.io.DataLoader, enabled: bool) -> None:
     loader.dataset.return_index = bool(enabled)
 
 
-def init_worker(worker_id: int) -> None:
-    """DataLoader worker start-up: one OpenCV thread per worker (workers already run in parallel)."""
-    cv2.setNumThreads(1)
+def _make_cv2_fork_safe() -> None:
+    """Workers run OpenCV single-threaded, and forking them must not copy a live OpenCV pool.
+
+    A worker forked while a pool thread waits for work inherits that wait's state; its first
+    pool call (``cv2.setNumThreads`` included) then hangs. With 0 threads set here, before the
+    workers are forked, OpenCV runs sequentially in this process and in the workers (which
+    inherit the setting), so no worker ever touches the pool. Workers already run in parallel.
+    """
+    cv2.setNumThreads(0)
 
 
 def _mode_section(cfg: Any, mode: str, key: str) -> Dict[str, Any]:
@@ -218,9 +257,25 @@ def _loader_options(loader_cfg: Optional[Dict[str, Any]], key: str) -> Dict[str,
     return options
 
 
-def _build_batch_ops(op_cfgs: Optional[List[Any]], key: str) -> List[Callable]:
+def _build_batch_ops(op_cfgs: Optional[List[Any]], key: str, class_num: Optional[int]) -> List[Callable]:
     if not op_cfgs:
         return []
     if not isinstance(op_cfgs, list):
-        raise ConfigError(key, f"expected a list of batch ops, got {type(op_cfgs).__name__}")
-    return [BATCH_OPS.build(op_cfg, f"{key}[{i}]") for i, op_cfg in enumerate(op_cfgs)]
+        raise ConfigError(key, f"expected a list of batch ops such as [{{MixupOperator: {{alpha: 0.2}}}}], "
+                               f"got {type(op_cfgs).__name__}")
+    return [build_batch_op(op_cfg, f"{key}[{i}]", class_num) for i, op_cfg in enumerate(op_cfgs)]
+
+
+def _check_even_batches(batch_ops: List[Callable], sampler: Any, key: str) -> None:
+    """Ops that mix a batch with its reverse need every batch even; say so before training."""
+    needy = [type(op).__name__ for op in batch_ops if getattr(op, "needs_even_batch", False)]
+    batch_size = getattr(sampler, "batch_size", None)
+    if not needy or batch_size is None:
+        return
+    if batch_size % 2:
+        raise ConfigError(f"{key}.batch_size", f"is {batch_size}, but {needy[0]} needs even batches",
+                          "use an even batch_size")
+    last = getattr(sampler, "num_samples", 0) % batch_size
+    if last % 2 and not getattr(sampler, "drop_last", False):
+        raise ConfigError(f"{key}.drop_last", f"the last batch would have {last} samples, but {needy[0]} needs "
+                                              f"even batches", "set drop_last: true")

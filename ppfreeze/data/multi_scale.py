@@ -18,8 +18,9 @@ import paddle
 
 from ..config.errors import ConfigError
 from ..utils.builder import split_component
-from .dataset import (apply_ops, build_ops, check_image_root, check_images_exist, finish_image, outputs_chw,
+from .dataset import (apply_ops, build_ops, check_image_root, check_images_exist, finish_image,
                       read_image_bytes, read_label_file)
+from .preprocess import outputs_channel_first
 from .registry import DATASETS, SAMPLERS
 from .sampler import derive_seed
 
@@ -56,7 +57,7 @@ class MultiScaleDataset(paddle.io.Dataset):
         if not any(split_component(cfg, "transform_ops")[0] in RESIZING_OPS for cfg in self._op_cfgs):
             raise ConfigError("transform_ops", f"MultiScaleDataset needs one of {', '.join(RESIZING_OPS)} to "
                                                "set the resolution the sampler picks", "add e.g. RandCropImage")
-        self._transposes = not outputs_chw(self._default_ops)
+        self._transposes = not outputs_channel_first(self._default_ops)
         self._ops_by_size: Dict[Tuple[int, int], list] = {}
         self._samples = read_label_file(cls_label_path, image_root, delimiter)
         check_images_exist(self._samples, cls_label_path)

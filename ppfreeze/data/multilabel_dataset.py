@@ -14,7 +14,8 @@ import paddle
 
 from ..config.errors import ConfigError
 from .dataset import (LabelLine, apply_ops, build_ops, check_image_root, check_images_exist, finish_image,
-                      iter_list_lines, outputs_chw, parse_int, read_image_bytes)
+                      iter_list_lines, parse_int, read_image_bytes)
+from .preprocess import outputs_channel_first
 from .registry import DATASETS
 
 
@@ -65,7 +66,7 @@ class MultiLabelDataset(paddle.io.Dataset):
         self.image_root = check_image_root(image_root)
         self.cls_label_path = cls_label_path
         self._ops = build_ops(transform_ops)
-        self._transposes = not outputs_chw(self._ops)
+        self._transposes = not outputs_channel_first(self._ops)
         self._samples = read_multilabel_file(cls_label_path, image_root)
         check_images_exist(self._samples, cls_label_path)
         self.images: List[str] = [s.path for s in self._samples]

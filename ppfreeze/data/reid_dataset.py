@@ -18,8 +18,8 @@ import paddle
 
 from ..config.errors import ConfigError
 from .dataset import (LabelLine, apply_ops, build_ops, check_image_root, check_images_exist, finish_image,
-                      iter_list_lines, outputs_chw, parse_int, read_image_bytes, relabel_map, split_fields)
-from .preprocess import DecodeImage
+                      iter_list_lines, parse_int, read_image_bytes, relabel_map, split_fields)
+from .preprocess import DecodeImage, outputs_channel_first
 from .registry import DATASETS
 
 _BACKENDS = ("cv2", "pil")
@@ -53,7 +53,7 @@ class _ReIDFolder(paddle.io.Dataset):
                               f"{type(self).__name__} reads image_root/{self.dataset_dir}/<cls_label_path>, e.g. "
                               f"cls_label_path: bounding_box_train, query or bounding_box_test")
         self._ops = build_ops(transform_ops, decode_first=False)
-        self._transposes = not outputs_chw(self._ops)
+        self._transposes = not outputs_channel_first(self._ops)
         self._decode = DecodeImage(to_rgb=True, backend="pil")  # PaddleClas opens these with PIL
         self.images, self.labels, self.cameras = self._scan(relabel="train" in cls_label_path)
         if not self.images:
@@ -148,7 +148,7 @@ class VeriWild(paddle.io.Dataset):
         self.image_root = check_image_root(image_root)
         self.cls_label_path = cls_label_path
         self._ops = build_ops(transform_ops, decode_first=self.backend == "cv2")
-        self._transposes = not outputs_chw(self._ops)
+        self._transposes = not outputs_channel_first(self._ops)
         self._decode = DecodeImage(to_rgb=True, backend="pil") if self.backend == "pil" else None
         self._samples, cameras = self._read(cls_label_path, image_root)
         check_images_exist(self._samples, cls_label_path)
@@ -227,7 +227,7 @@ class CompCars(paddle.io.Dataset):
             raise ConfigError("label_root", f"bbox_crop needs the box-file directory, got {label_root!r} "
                                             "(not a directory)")
         self._ops = build_ops(transform_ops, decode_first=False)
-        self._transposes = not outputs_chw(self._ops)
+        self._transposes = not outputs_channel_first(self._ops)
         self._decode = DecodeImage(to_rgb=True)
         self._samples = []
         for line_no, line in iter_list_lines(cls_label_path, "cls_label_path"):

@@ -22,7 +22,7 @@ from ..config.loader import format_config, save_config
 from ..errors import TrainingError
 from ..freeze import FreezePlan, build_freeze_plan
 from ..loss import build_loss
-from ..metric import build_metrics
+from ..metric import build_metrics, drop_accuracy_for_mixed_labels
 from ..optim import build_optimizer
 from . import checkpoint as ckpt
 from .amp import Amp
@@ -127,19 +127,23 @@ class Engine:
 
     # ----------------------------------------------------------------- building blocks
     def _build_train_parts(self) -> None:
-        from ..data import build_dataloader
+        from ..data import batch_ops_of, build_dataloader
         cfg = self.config
         if "Optimizer" not in cfg:
             raise ConfigError("Optimizer", "missing section", "training needs an Optimizer section")
         if "Loss" not in cfg or not cfg["Loss"].get("Train"):
             raise ConfigError("Loss.Train", "missing", "training needs e.g. Loss: {Train: [{CELoss: {weight: 1.0}}]}")
-        self.train_loader = build_dataloader(cfg["DataLoader"], "Train", seed=self.seed)
+        self.train_loader = build_dataloader(cfg["DataLoader"], "Train", seed=self.seed,
+                                             class_num=model_attr(self.model, "class_num"))
         self._check_labels(self.train_loader.dataset)
         self.update_freq, self.iters_per_epoch = self._iterations(len(self.train_loader))
         if self.glob.get("eval_during_train", False):
             prepare_evaluation(self)   # a bad Eval section fails now, not after the first epoch
         self.train_loss = build_loss(cfg["Loss"]["Train"], "Loss.Train")
-        self.train_metrics = build_metrics((cfg.get("Metric") or {}).get("Train"), "Metric.Train")
+        train_metric_cfgs = (cfg.get("Metric") or {}).get("Train")
+        if batch_ops_of(self.train_loader):  # mixed labels: no accuracy in training (as PaddleClas)
+            train_metric_cfgs = drop_accuracy_for_mixed_labels(train_metric_cfgs, "Metric.Train")
+        self.train_metrics = build_metrics(train_metric_cfgs, "Metric.Train")
         self.ema = ModelEMA.from_config(cfg.get("EMA"), self.unwrapped_model)
         self.divergence = DivergenceGuard()
 

@@ -32,22 +32,13 @@ PREPROCESS_KEYS = ("Infer.transforms", "DataLoader.Eval.dataset.transform_ops")
 logger = logging.getLogger("ppfreeze")
 
 
-def _yields_chw(ops: List[Any], key: str) -> bool:
-    """Same rule as the training dataset: ToCHWImage or DecodeImage(channel_first) makes CHW."""
-    for i, op in enumerate(ops):
-        name, kwargs = split_component(op, f"{key}[{i}]")
-        if name == "ToCHWImage" or (name == "DecodeImage" and kwargs.get("channel_first")):
-            return True
-    return False
-
-
 def export_preprocess(config: Dict[str, Any]) -> Tuple[List[Any], str]:
     """The preprocess ops deploy must run, and the config key they came from.
 
     ``Infer.transforms`` first (PaddleClas's export does the same), else the eval ops. HWC
     output gets a trailing ``ToCHWImage``, as the training dataset transposes HWC to CHW.
     """
-    from ..data.preprocess import create_operators  # validates every op now, not at deploy time
+    from ..data.preprocess import create_operators, outputs_channel_first  # validates every op now
     for key in PREPROCESS_KEYS:
         ops = get_by_path(config, key)
         if ops:
@@ -56,9 +47,9 @@ def export_preprocess(config: Dict[str, Any]) -> Tuple[List[Any], str]:
         raise ConfigError("Infer.transforms", "missing: deploy would not know how to preprocess images",
                           "add Infer: {transforms: [DecodeImage, ResizeImage, CropImage, NormalizeImage, "
                           "ToCHWImage]} (the eval preprocessing)")
-    create_operators(ops, key)
+    chw = outputs_channel_first(create_operators(ops, key))  # the training dataset's rule
     ops = copy.deepcopy(ops)
-    if not _yields_chw(ops, key):
+    if not chw:
         logger.info("export: %s yields HWC images; appending ToCHWImage as the dataset does", key)
         ops.append({"ToCHWImage": None})
     return ops, key

@@ -33,6 +33,10 @@ class CELoss(nn.Layer):
     ``(1 - epsilon) * target + epsilon / C``.  ``None`` or 0 means no smoothing.
     ``reduction``: "mean" (default) or "sum" over the batch; PaddleClas's "none" is refused
     (ppfreeze's training step needs a scalar).
+
+    Soft targets are used as given. (Without epsilon, PaddleClas's CELoss passes
+    ``softmax(target)`` to cross entropy instead, which flattens a mixed one-hot target towards
+    uniform; with epsilon both compute the same loss.)
     """
 
     def __init__(self, epsilon: Optional[float] = None, reduction: str = "mean"):
@@ -43,6 +47,7 @@ class CELoss(nn.Layer):
     def forward(self, output: ModelOutput, label: paddle.Tensor) -> paddle.Tensor:
         logits = logits_of(output)
         num_classes = logits.shape[-1]
+        _check_label_shape(label, num_classes)
         if self.epsilon is None and not _is_soft(label, num_classes):
             per_sample = F.cross_entropy(logits, _as_column(label), reduction="none")
         else:
@@ -75,6 +80,14 @@ def _is_soft(label: paddle.Tensor, num_classes: int) -> bool:
     # [N, C] float targets come from mixup/cutmix; [N, 1] int ids are hard labels.
     return label.ndim == 2 and label.shape[-1] == num_classes and num_classes > 1 \
         and label.dtype in (paddle.float16, paddle.bfloat16, paddle.float32, paddle.float64)
+
+
+def _check_label_shape(label: paddle.Tensor, num_classes: int) -> None:
+    # float [N, K] targets for K != C would otherwise be read as (truncated) class ids
+    if label.ndim == 2 and label.shape[-1] > 1 and not _is_soft(label, num_classes):
+        raise ValueError(f"CELoss: labels of shape {list(label.shape)} ({label.dtype}) do not fit {num_classes} "
+                         f"classes; expected class ids [N] / [N, 1] or soft targets [N, {num_classes}] "
+                         f"(check the batch op's num_classes against Arch.class_num)")
 
 
 def _as_column(label: paddle.Tensor) -> paddle.Tensor:

@@ -5,7 +5,8 @@ from .epoch import EpochMetric
 from .multilabel import AccuracyScore, HammingDistance, MultiLabelMAP
 from .attribute import ATTRMetric
 from .tpr_at_fpr import TprAtFpr
-from .combined import CombinedMetric, MetricAccumulator, build_metrics
+from .combined import CombinedMetric, MetricAccumulator, build_metrics, drop_accuracy_for_mixed_labels
 
 __all__ = ["METRICS", "TopkAcc", "EpochMetric", "AccuracyScore", "HammingDistance", "MultiLabelMAP", "ATTRMetric",
-           "TprAtFpr", "CombinedMetric", "MetricAccumulator", "build_metrics"]
+           "TprAtFpr", "CombinedMetric", "MetricAccumulator", "build_metrics",
+           "drop_accuracy_for_mixed_labels"]

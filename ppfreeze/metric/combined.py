@@ -7,11 +7,17 @@ a dict of means over the batch, averaged over batches weighted by their size) an
 """
 from __future__ import annotations
 
+import logging
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from ..utils.builder import build_list
+from ..utils.builder import build_list, split_component
 from .epoch import EpochMetric
 from .registry import METRICS
+
+logger = logging.getLogger("ppfreeze")
+
+# Metrics that compare predictions with class ids: meaningless on mixed (soft) labels.
+ACCURACY_METRICS = ("TopkAcc",)
 
 MetricFn = Callable[[Any, Any], Dict[str, float]]
 
@@ -103,3 +109,24 @@ def build_metrics(metric_cfgs: Optional[List[Any]], key: str) -> Optional[Combin
         return None
     named = build_list(METRICS, metric_cfgs, key, "- TopkAcc: {topk: [1, 5]}")
     return CombinedMetric(named)
+
+
+def drop_accuracy_for_mixed_labels(metric_cfgs: Optional[List[Any]], key: str) -> Optional[List[Any]]:
+    """``metric_cfgs`` without accuracy metrics, for training on batch-op (mixup / cutmix) labels.
+
+    PaddleClas removes ``TopkAcc`` from ``Metric.Train`` when ``batch_transform_ops`` are set
+    (a mixed label has no single class); so do we, saying so once.
+    """
+    if not isinstance(metric_cfgs, list):
+        return metric_cfgs
+    kept, dropped = [], []
+    for index, cfg in enumerate(metric_cfgs):
+        name, _ = split_component(cfg, f"{key}.{index}")
+        if name in ACCURACY_METRICS:
+            dropped.append(name)
+        else:
+            kept.append(cfg)
+    if dropped:
+        logger.warning("%s: %s not computed in training: batch_transform_ops mix the labels (as PaddleClas, "
+                       "accuracy is reported by evaluation only)", key, ", ".join(dropped))
+    return kept

@@ -1,7 +1,17 @@
-"""Turn a PaddleClas ``transform_ops`` list into op objects and run them."""
+"""Turn a PaddleClas ``transform_ops`` list into op objects and run them.
+
+Layout: ops are written for HWC images, but PaddleClas runs some of them on CHW data too
+(``RandomErasing`` after ``ToTensor``). :func:`create_operators` follows the layout down the
+list: an op that changes it has ``output_channel_first(channel_first) -> bool``; an op that
+works on either has a ``channel_first`` attribute, which is set to its input's layout.
+
+Samples: ops take an image, or (as with PaddleClas's ``CustomLabelDataset``) a dict holding it
+under ``"img"``; ops that also produce a label (``RandomRot90``, ``BlurImage``) add it to the
+dict through ``augment(img) -> (img, {name: value})``.
+"""
 from __future__ import annotations
 
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from ...config.errors import ConfigError
 from ...utils.builder import split_component
@@ -26,11 +36,44 @@ def create_operators(op_cfgs: Optional[List[Any]], key: str = "transform_ops") -
         OPS.get(name, item_key)  # an unknown op is reported at the list entry
         op_key = f"{item_key}.{name}"
         ops.append(OPS.build(op_cfg, op_key))
+    set_layouts(ops)
     return ops
 
 
+def set_layouts(ops: List[Callable], channel_first: bool = False) -> bool:
+    """Tell layout-aware ops whether their input is CHW; return whether the list's output is CHW."""
+    for op in ops:
+        if hasattr(op, "channel_first") and not hasattr(op, "output_channel_first"):
+            op.channel_first = channel_first
+        if hasattr(op, "output_channel_first"):
+            channel_first = op.output_channel_first(channel_first)
+    return channel_first
+
+
+def outputs_channel_first(ops: List[Callable]) -> bool:
+    """Whether ``ops`` (applied to decoded HWC images) yield CHW images."""
+    channel_first = False
+    for op in ops:
+        if hasattr(op, "output_channel_first"):
+            channel_first = op.output_channel_first(channel_first)
+    return channel_first
+
+
 def transform(data: Any, ops: List[Callable]) -> Any:
-    """Apply ``ops`` in order."""
+    """Apply ``ops`` in order to an image, or to the ``"img"`` of a sample dict."""
+    if isinstance(data, dict):
+        return _transform_sample(data, ops)
     for op in ops:
         data = op(data)
     return data
+
+
+def _transform_sample(sample: Dict[str, Any], ops: List[Callable]) -> Dict[str, Any]:
+    sample = dict(sample)
+    for op in ops:
+        if hasattr(op, "augment"):
+            sample["img"], produced = op.augment(sample["img"])
+            sample.update(produced)
+        else:
+            sample["img"] = op(sample["img"])
+    return sample

@@ -1,15 +1,18 @@
-"""Per-image preprocess ops with PaddleClas's names and arguments (pure numpy + cv2).
+"""The core per-image preprocess ops with PaddleClas's names and arguments (numpy + cv2).
 
 Every op is a callable ``op(img) -> img``.  Images are ``uint8`` HWC arrays in RGB order
 after :class:`DecodeImage` until :class:`NormalizeImage` turns them into float arrays.
-Random ops draw from Python's ``random`` module only, so that seeding it (the data loader
-does so per sample from ``(seed, epoch, index)``) makes augmentation reproducible.
+Random ops draw from Python's ``random`` and numpy's global RNG only (the same calls, in the
+same order, as PaddleClas's ops), so that seeding them (the data loader does so per sample
+from ``(seed, epoch, index)``) makes augmentation reproducible. The augmentation ops live in
+the sibling modules (``geometry``, ``vision``, ``erasing``, ``color``, ``autoaugment``, ...).
 
 Argument mistakes raise :class:`ConfigError` keyed by the argument name;
 :func:`create_operators` prefixes the op's position in the config.
 """
 from __future__ import annotations
 
+import logging
 import math
 import random
 from typing import Optional, Sequence, Tuple, Union
@@ -20,77 +23,9 @@ import numpy as np
 from ...config.errors import ConfigError
 from ...config.expr import to_number
 from ..registry import OPS
+from .common import Resizer, Size, check_backend, flag, pair, positive_int, size_wh
 
-Size = Union[int, Sequence[int]]
-
-_CV2_INTERPOLATIONS = {
-    "nearest": cv2.INTER_NEAREST,
-    "bilinear": cv2.INTER_LINEAR,
-    "area": cv2.INTER_AREA,
-    "bicubic": cv2.INTER_CUBIC,
-    "lanczos": cv2.INTER_LANCZOS4,
-}
-_PIL_INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "box", "lanczos", "hamming")
-
-
-def _positive_int(value, key: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(key, f"expected a positive integer, got {value!r}")
-    return value
-
-
-def _size_wh(size: Size, key: str) -> Tuple[int, int]:
-    """``size`` as cv2's ``(width, height)``: an int means a square, a pair is ``[w, h]``."""
-    if isinstance(size, (list, tuple)):
-        if len(size) != 2:
-            raise ConfigError(key, f"expected an integer or a [width, height] pair, got {size!r}")
-        return _positive_int(size[0], key), _positive_int(size[1], key)
-    side = _positive_int(size, key)
-    return side, side
-
-
-def _check_backend(backend: str) -> str:
-    if not isinstance(backend, str) or backend.lower() not in ("cv2", "pil"):
-        raise ConfigError("backend", f"expected 'cv2' or 'pil', got {backend!r}")
-    return backend.lower()
-
-
-class _Resizer:
-    """Resize an HWC uint8 array to ``(w, h)`` with cv2 or PIL, as PaddleClas's ``backend`` picks."""
-
-    def __init__(self, interpolation: Union[None, str, int] = None, backend: str = "cv2"):
-        self.backend = _check_backend(backend)
-        if self.backend == "cv2":
-            self.flag = self._cv2_flag(interpolation)
-        else:
-            self.flag = self._pil_flag(interpolation)
-
-    @staticmethod
-    def _cv2_flag(interpolation) -> int:
-        if interpolation is None or interpolation == -1:  # -1: old PaddleClas spelling of "default"
-            return cv2.INTER_LINEAR
-        if isinstance(interpolation, str) and interpolation.lower() in _CV2_INTERPOLATIONS:
-            return _CV2_INTERPOLATIONS[interpolation.lower()]
-        if isinstance(interpolation, int) and not isinstance(interpolation, bool) \
-                and interpolation in _CV2_INTERPOLATIONS.values():
-            return interpolation
-        raise ConfigError("interpolation", f"unknown interpolation {interpolation!r} for backend cv2",
-                          f"use one of {', '.join(_CV2_INTERPOLATIONS)}")
-
-    @staticmethod
-    def _pil_flag(interpolation):
-        from PIL import Image  # only the PIL backend needs Pillow
-        name = "bilinear" if interpolation is None or interpolation == -1 else interpolation
-        if not isinstance(name, str) or name.lower() not in _PIL_INTERPOLATIONS:
-            raise ConfigError("interpolation", f"unknown interpolation {interpolation!r} for backend pil",
-                              f"use one of {', '.join(_PIL_INTERPOLATIONS)}")
-        return getattr(Image.Resampling, name.upper())
-
-    def __call__(self, img: np.ndarray, size_wh: Tuple[int, int]) -> np.ndarray:
-        if self.backend == "cv2":
-            return cv2.resize(img, tuple(size_wh), interpolation=self.flag)
-        from PIL import Image
-        return np.asarray(Image.fromarray(img).resize(tuple(size_wh), self.flag))
+logger = logging.getLogger("ppfreeze")
 
 
 @OPS.register
@@ -99,7 +34,10 @@ class DecodeImage:
 
     Args:
         to_rgb: convert cv2's BGR to RGB (PaddleClas default).
-        to_np: kept for PaddleClas configs; only numpy output is supported.
+        to_np: PaddleClas returns a PIL image when false; ops here work on arrays, so this
+            returns the image as that PIL image holds it: RGB with backend pil, the decoder's
+            BGR with backend cv2 (``to_rgb`` and ``channel_first`` apply only with to_np, as in
+            PaddleClas).
         channel_first: return CHW instead of HWC.
         backend: "cv2" or "pil" decoder.
     """
@@ -108,54 +46,72 @@ class DecodeImage:
 
     def __init__(self, to_rgb: bool = True, to_np: bool = True, channel_first: bool = False,
                  backend: str = "cv2"):
-        if to_np is not True:
-            raise ConfigError("to_np", "only numpy output is supported", "remove to_np or set it to true")
-        self.to_rgb = bool(to_rgb)
-        self.channel_first = bool(channel_first)
-        self.backend = _check_backend(backend)
+        self.to_np = flag(to_np, "to_np")
+        self.to_rgb = flag(to_rgb, "to_rgb") and self.to_np
+        self.channel_first = flag(channel_first, "channel_first") and self.to_np
+        self.backend = check_backend(backend)
+
+    def output_channel_first(self, channel_first: bool) -> bool:
+        """Layout of the output (the input is bytes)."""
+        return self.channel_first
 
     def __call__(self, data: bytes) -> np.ndarray:
         if not isinstance(data, (bytes, bytearray)) or len(data) == 0:
             raise ValueError(f"DecodeImage expects the non-empty bytes of an image file, got {type(data).__name__}")
-        img = self._decode_rgb(data) if self.backend == "pil" else self._decode_cv2(data)
+        if self.backend == "pil":
+            img = self._decode_pil(data)
+            img = img if self.to_rgb or not self.to_np else img[:, :, ::-1]
+        else:
+            img = self._decode_cv2(data)
+            img = img[:, :, ::-1] if self.to_rgb else img
         if self.channel_first:
             img = img.transpose((2, 0, 1))
         return img
 
-    def _decode_cv2(self, data: bytes) -> np.ndarray:
+    @staticmethod
+    def _decode_cv2(data: bytes) -> np.ndarray:
         img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
         if img is None:
             raise ValueError("the bytes are not a decodable image (corrupt or unsupported format)")
-        return img[:, :, ::-1] if self.to_rgb else img
+        return img
 
-    def _decode_rgb(self, data: bytes) -> np.ndarray:
+    @staticmethod
+    def _decode_pil(data: bytes) -> np.ndarray:
         import io
         from PIL import Image, UnidentifiedImageError
         try:
-            img = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+            return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
         except (UnidentifiedImageError, OSError) as e:
             raise ValueError(f"the bytes are not a decodable image ({e})") from e
-        return img if self.to_rgb else img[:, :, ::-1]
 
 
 @OPS.register
 class ResizeImage:
-    """Resize to a fixed ``size`` ([w, h] or int) or so the short side equals ``resize_short``."""
+    """Resize to a fixed ``size`` ([w, h] or int) or so the short side equals ``resize_short``.
 
-    is_random = False  # deterministic: Freeze.cache_features may reuse what it produced
+    Args:
+        size, resize_short: the target; ``resize_short`` wins when both are set.
+        interpolation: a cv2 / PIL name, or 'random' (bilinear or bicubic per image).
+        backend: "cv2" or "pil".
+        return_numpy: PaddleClas returns a PIL image when false (pil backend); the pixels are
+            the same, and ops here always pass arrays on.
+    """
 
     def __init__(self, size: Optional[Size] = None, resize_short: Optional[int] = None,
-                 interpolation: Union[None, str, int] = None, backend: str = "cv2"):
+                 interpolation: Union[None, str, int] = None, backend: str = "cv2", return_numpy: bool = True):
         if resize_short is not None and resize_short != 0:
-            self.resize_short = _positive_int(resize_short, "resize_short")
+            self.resize_short = positive_int(resize_short, "resize_short")
             self.size_wh = None
         elif size is not None:
             self.resize_short = None
-            self.size_wh = _size_wh(size, "size")
+            self.size_wh = size_wh(size, "size")
         else:
             raise ConfigError("size", "ResizeImage needs either 'size' or 'resize_short'",
                               "e.g. ResizeImage: {resize_short: 256}")
-        self._resize = _Resizer(interpolation, backend)
+        flag(return_numpy, "return_numpy")
+        self._resize = Resizer(interpolation, backend)
+        # deterministic unless the interpolation is drawn per image
+        self.is_random = self._resize.random
 
     def __call__(self, img: np.ndarray) -> np.ndarray:
         return self._resize(img, self.target_size(img.shape[1], img.shape[0]))
@@ -175,7 +131,7 @@ class CropImage:
     is_random = False  # deterministic: Freeze.cache_features may reuse what it produced
 
     def __init__(self, size: Size):
-        self.size_wh = _size_wh(size, "size")
+        self.size_wh = size_wh(size, "size")
 
     def __call__(self, img: np.ndarray) -> np.ndarray:
         w, h = self.size_wh
@@ -193,32 +149,38 @@ class RandCropImage:
 
     Args:
         size: output size, int or [w, h].
+        progress_size: sizes of PaddleClas's progressive-training stages (EfficientNetV2); only
+            that trainer reads them, so they are checked and otherwise unused: this op crops to
+            ``size``.
         scale: range of the crop's share of the image area.
         ratio: range of the crop's aspect ratio (w / h).
-        interpolation: resize interpolation name (or cv2 flag).
+        interpolation: resize interpolation name (or cv2 flag), or 'random'.
         use_log_aspect: draw the aspect ratio uniformly in log space.
         backend: "cv2" or "pil" resize.
     """
 
     is_random = True  # a new draw every epoch: Freeze.cache_features must not reuse features
 
-    def __init__(self, size: Size, scale: Optional[Sequence[float]] = None,
-                 ratio: Optional[Sequence[float]] = None, interpolation: Union[None, str, int] = None,
-                 use_log_aspect: bool = False, backend: str = "cv2"):
-        self.size_wh = _size_wh(size, "size")
+    def __init__(self, size: Size, progress_size: Optional[Sequence[int]] = None,
+                 scale: Optional[Sequence[float]] = None, ratio: Optional[Sequence[float]] = None,
+                 interpolation: Union[None, str, int] = None, use_log_aspect: bool = False, backend: str = "cv2"):
+        self.size_wh = size_wh(size, "size")
+        if progress_size is not None:
+            if not isinstance(progress_size, (list, tuple)) or not progress_size:
+                raise ConfigError("progress_size", f"expected a list of sizes, got {progress_size!r}")
+            for value in progress_size:
+                positive_int(value, "progress_size")
+            logger.info("RandCropImage: progress_size is read by PaddleClas's progressive trainer only; "
+                        "ppfreeze crops to size %s", list(self.size_wh))
         self.scale = self._range(scale, (0.08, 1.0), "scale")
         self.ratio = self._range(ratio, (3.0 / 4.0, 4.0 / 3.0), "ratio")
-        self.use_log_aspect = bool(use_log_aspect)
-        self._resize = _Resizer(interpolation, backend)
+        self.use_log_aspect = flag(use_log_aspect, "use_log_aspect")
+        self._resize = Resizer(interpolation, backend)
 
     @staticmethod
     def _range(value, default: Tuple[float, float], key: str) -> Tuple[float, float]:
-        if value is None:
-            return default
-        if not isinstance(value, (list, tuple)) or len(value) != 2:
-            raise ConfigError(key, f"expected a [low, high] pair, got {value!r}")
-        low, high = (float(to_number(v, key)) for v in value)
-        if not 0 < low <= high:
+        low, high = pair(value, key, default)
+        if not 0 < low:
             raise ConfigError(key, f"expected 0 < low <= high, got {value!r}")
         return low, high
 
@@ -322,6 +284,10 @@ class ToCHWImage:
 
     def __init__(self):
         pass  # explicit, so that the builder rejects any argument by name
+
+    def output_channel_first(self, channel_first: bool) -> bool:
+        """The output is CHW."""
+        return True
 
     def __call__(self, img: np.ndarray) -> np.ndarray:
         if img.ndim != 3:
