@@ -1,2 +1,3 @@
 """Backbones; importing this package registers them in ``MODELS``."""
-from . import pplcnet, resnet  # noqa: F401  (registration side effect)
+from . import (deit, foundation_vit, pplcnet, resnet, swin_transformer,  # noqa: F401  (registration side effect)
+               vision_transformer)
