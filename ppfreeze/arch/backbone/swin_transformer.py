@@ -21,6 +21,7 @@ that ends a stage belongs to it); ``head`` = norm, avgpool, head.
 """
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -63,9 +64,11 @@ def window_reverse(windows: paddle.Tensor, window: int, h: int, w: int, c: int) 
     return x.transpose([0, 1, 3, 2, 4, 5]).reshape([-1, h, w, c])
 
 
+@functools.lru_cache(maxsize=64)
 def shifted_window_mask(h: int, w: int, window: int, shift: int) -> np.ndarray:
     """``[windows, window**2, window**2]``: 0 between tokens of the same region of the rolled
-    ``h x w`` map, -100 between tokens that the cyclic shift brought together."""
+    ``h x w`` map, -100 between tokens that the cyclic shift brought together (cached: do not
+    modify the returned array)."""
     regions = np.zeros((h, w), dtype="float32")
     bounds = (slice(0, -window), slice(-window, -shift), slice(-shift, None))
     for i, (hs, ws) in enumerate((hs, ws) for hs in bounds for ws in bounds):
