@@ -18,6 +18,7 @@ import json
 import os
 import subprocess
 import sys
+from typing import Optional
 
 import numpy as np
 
@@ -39,8 +40,10 @@ PADDLECLAS_ARGS = {
 }
 
 
-def paddleclas_args(name: str, class_num: int) -> dict:
-    """Keyword arguments that build PaddleClas's ``name`` with ``class_num`` classes."""
+def paddleclas_args(name: str, class_num: Optional[int]) -> dict:
+    """Keyword arguments that build PaddleClas's ``name`` with ``class_num`` classes (None: its own default)."""
+    if class_num is None:
+        return {}
     return PADDLECLAS_ARGS[name](class_num) if name in PADDLECLAS_ARGS else {"class_num": class_num}
 
 
@@ -56,8 +59,10 @@ def build_theirs(factory, **kwargs):
         return factory(**kwargs)
 
 
-def build_lazy(factory, **kwargs):
+def build_lazy(factory, lazy: bool = True, **kwargs):
     import paddle
+    if not lazy:
+        return build_theirs(factory, **kwargs)
     try:
         with paddle.LazyGuard():
             return build_theirs(factory, **kwargs)
@@ -65,12 +70,22 @@ def build_lazy(factory, **kwargs):
         return build_theirs(factory, **kwargs)
 
 
-def compare(name: str, theirs_factory, size: int, class_num: int, check_output: bool) -> dict:
+def perturb(model, std: float) -> None:
+    """Add N(0, std) noise to every floating-point tensor of ``model``'s state dict, so that
+    parameters initialised to constants (biases, LayerNorm, layer-scale gammas at 0) matter."""
+    import paddle
+    for value in model.state_dict().values():
+        if value.dtype in (paddle.float32, paddle.float64):
+            value.set_value(value + paddle.normal(0.0, std, value.shape).astype(value.dtype))
+
+
+def compare(name: str, theirs_factory, size: int, class_num: Optional[int], check_output: bool,
+            extra: Optional[dict] = None, noise: float = 0.0) -> dict:
     import paddle
     from ppfreeze.arch import build_model
     paddle.seed(0)
-    theirs = build_theirs(theirs_factory, **paddleclas_args(name, class_num))
-    ours = build_model({"name": name, "class_num": class_num})
+    theirs = build_theirs(theirs_factory, **paddleclas_args(name, class_num), **(extra or {}))
+    ours = build_model({"name": name, "class_num": class_num, **(extra or {})})
     t, o = manifest_of(theirs), manifest_of(ours)
     result = {"model": name, "keys_equal": t == o, "keys_same_set": sorted(t) == sorted(o)}
     if not result["keys_same_set"]:
@@ -78,6 +93,8 @@ def compare(name: str, theirs_factory, size: int, class_num: int, check_output: 
         result["only_ppfreeze"] = sorted(set(o) - set(t))[:10]
         return result
     if check_output:
+        if noise:
+            perturb(theirs, noise)
         ours.set_state_dict(theirs.state_dict())
         theirs.eval(); ours.eval()
         x = paddle.to_tensor(np.random.default_rng(0).standard_normal((2, 3, size, size)).astype("float32"))
@@ -90,14 +107,28 @@ def compare(name: str, theirs_factory, size: int, class_num: int, check_output: 
     return result
 
 
+def _class_num(text: str) -> Optional[int]:
+    return None if text.lower() in ("none", "null") else int(text)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--paddleclas", required=True, help="path of a PaddleClas checkout")
     p.add_argument("--models", nargs="*", default=[], help="model names (default: every name of --family)")
     p.add_argument("--family", help="ppfreeze module name under ppfreeze/arch/backbone, e.g. mobilenet_v3")
     p.add_argument("--size", type=int, default=224, help="input size for the output comparison")
-    p.add_argument("--class-num", type=int, default=1000)
+    p.add_argument("--class-num", type=_class_num, default=1000,
+                   help="classifier width (default 1000); 'none' builds PaddleClas's model without class_num "
+                        "(its default, e.g. a headless model) and ours with class_num: null")
+    p.add_argument("--kwargs", type=json.loads, default={},
+                   help='more arguments for both models, as JSON, e.g. \'{"return_embed": true}\'')
+    p.add_argument("--perturb", type=float, default=0.0, metavar="STD",
+                   help="add N(0, STD) noise to PaddleClas's weights before the output comparison "
+                        "(exercises constant-initialised tensors: biases, norms, zero gammas)")
     p.add_argument("--no-output", action="store_true", help="compare keys and shapes only (large models)")
+    p.add_argument("--no-lazy", action="store_true",
+                   help="build PaddleClas's models with real weights for the manifest (needed where an initializer "
+                        "decides a shape, as foundation_vit's proj: lazily [C], really [C, 512])")
     p.add_argument("--write-manifest", help="write PaddleClas's key/shape manifest of the models to this JSON file")
     args = p.parse_args()
     theirs = paddleclas_models(os.path.abspath(args.paddleclas))
@@ -111,7 +142,7 @@ def main() -> int:
                              text=True).stdout.strip() or "unknown"
         manifest = {"source": f"PaddlePaddle/PaddleClas@{sha[:9]}", "class_num": args.class_num, "models": {}}
         for name in names:
-            model = build_lazy(getattr(theirs, name), **paddleclas_args(name, args.class_num))
+            model = build_lazy(getattr(theirs, name), lazy=not args.no_lazy, **paddleclas_args(name, args.class_num))
             manifest["models"][name] = manifest_of(model)
             print(f"{name}: {len(manifest['models'][name])} keys", flush=True)
         with open(args.write_manifest, "w") as f:
@@ -120,7 +151,8 @@ def main() -> int:
         return 0
     failed = 0
     for name in names:
-        r = compare(name, getattr(theirs, name), args.size, args.class_num, not args.no_output)
+        r = compare(name, getattr(theirs, name), args.size, args.class_num, not args.no_output, args.kwargs,
+                    args.perturb)
         ok = r["keys_equal"] and r.get("max_abs_diff", 0.0) <= 1e-4 * max(1.0, r.get("max_abs", 1.0))
         failed += not ok
         print(("OK   " if ok else "FAIL ") + json.dumps(r), flush=True)

@@ -1,6 +1,8 @@
 """Backbones; importing this package registers them in ``MODELS`` (one module per family)."""
 from . import convnext  # noqa: F401
+from . import deit  # noqa: F401
 from . import esnet  # noqa: F401
+from . import foundation_vit  # noqa: F401
 from . import ghostnet  # noqa: F401
 from . import mobilenet_v1  # noqa: F401
 from . import mobilenet_v2  # noqa: F401
@@ -22,4 +24,6 @@ from . import resnext101_wsl  # noqa: F401
 from . import se_resnet_vd  # noqa: F401
 from . import se_resnext  # noqa: F401
 from . import shufflenet_v2  # noqa: F401
+from . import swin_transformer  # noqa: F401
+from . import vision_transformer  # noqa: F401
 from . import wideresnet  # noqa: F401
