@@ -40,17 +40,45 @@ def manifest_of(model) -> list:
 def build_lazy(factory, **kwargs):
     import paddle
     try:
-        with paddle.LazyGuard():
+        with paddle.LazyGuard(), paddle.utils.unique_name.guard():
             return factory(**kwargs)
     except Exception:  # some PaddleClas initialisers need real tensors
-        return factory(**kwargs)
+        with paddle.utils.unique_name.guard():
+            return factory(**kwargs)
 
 
-def compare(name: str, theirs_factory, size: int, class_num: int, check_output: bool) -> dict:
+def randomize_weights(model, seed: int = 0) -> None:
+    """Give every tensor of ``model`` random values of a sensible scale (BN variances positive).
+
+    Freshly initialised PaddleClas models often output ~0 (zero-initialised gammas, tiny fc
+    weights), which makes an output comparison vacuous; random statistics and affine terms
+    exercise every path.
+    """
+    import paddle
+    rng = np.random.default_rng(seed)
+    for key, tensor in model.state_dict().items():
+        shape = [int(d) for d in tensor.shape]
+        if not shape or not str(tensor.dtype).endswith(("float32", "float64")):
+            continue
+        if key.endswith("_variance"):
+            value = rng.uniform(0.5, 1.5, shape)
+        elif len(shape) == 1:  # BN/LN scales and shifts, biases
+            value = rng.uniform(0.5, 1.5, shape) if key.endswith(("weight", "scale")) else rng.normal(0, 0.1, shape)
+        else:
+            # Linear weights are [in, out]; convs [out, in/groups, kh, kw]
+            fan_in = shape[0] if len(shape) == 2 else int(np.prod(shape[1:]))
+            value = rng.normal(0, 1.0 / np.sqrt(max(fan_in, 1)), shape)
+        tensor.set_value(paddle.to_tensor(value.astype(str(tensor.dtype).split(".")[-1])))
+
+
+def compare(name: str, theirs_factory, size: int, class_num: int, check_output: bool,
+            random_weights: bool = True) -> dict:
     import paddle
     from ppfreeze.arch import build_model
     paddle.seed(0)
-    theirs = theirs_factory(class_num=class_num)
+    # PaddleClas names some parameters explicitly; a fresh name scope lets several models coexist
+    with paddle.utils.unique_name.guard():
+        theirs = theirs_factory(class_num=class_num)
     ours = build_model({"name": name, "class_num": class_num})
     t, o = manifest_of(theirs), manifest_of(ours)
     result = {"model": name, "keys_equal": t == o, "keys_same_set": sorted(t) == sorted(o)}
@@ -59,6 +87,8 @@ def compare(name: str, theirs_factory, size: int, class_num: int, check_output: 
         result["only_ppfreeze"] = sorted(set(o) - set(t))[:10]
         return result
     if check_output:
+        if random_weights:
+            randomize_weights(theirs)
         ours.set_state_dict(theirs.state_dict())
         theirs.eval(); ours.eval()
         x = paddle.to_tensor(np.random.default_rng(0).standard_normal((2, 3, size, size)).astype("float32"))
@@ -79,6 +109,8 @@ def main() -> int:
     p.add_argument("--size", type=int, default=224, help="input size for the output comparison")
     p.add_argument("--class-num", type=int, default=1000)
     p.add_argument("--no-output", action="store_true", help="compare keys and shapes only (large models)")
+    p.add_argument("--keep-init", action="store_true",
+                   help="compare with PaddleClas's own initial weights instead of random ones (often ~0 outputs)")
     p.add_argument("--write-manifest", help="write PaddleClas's key/shape manifest of the models to this JSON file")
     args = p.parse_args()
     theirs = paddleclas_models(os.path.abspath(args.paddleclas))
@@ -101,7 +133,8 @@ def main() -> int:
         return 0
     failed = 0
     for name in names:
-        r = compare(name, getattr(theirs, name), args.size, args.class_num, not args.no_output)
+        r = compare(name, getattr(theirs, name), args.size, args.class_num, not args.no_output,
+                    random_weights=not args.keep_init)
         ok = r["keys_equal"] and r.get("max_abs_diff", 0.0) <= 1e-4 * max(1.0, r.get("max_abs", 1.0))
         failed += not ok
         print(("OK   " if ok else "FAIL ") + json.dumps(r), flush=True)
