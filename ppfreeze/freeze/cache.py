@@ -155,7 +155,9 @@ def _pass_through(x: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 def _arrays(out: Any) -> List[np.ndarray]:
-    """Every tensor of a model output (a tensor or a dict of them) as numpy, in a stable order."""
+    """Every tensor of a model output (a tensor, a dict or a list of them) as numpy, in a stable order."""
     if isinstance(out, dict):
         return [out[k].numpy() for k in sorted(out)]
+    if isinstance(out, (list, tuple)):  # GoogLeNet: [logits, aux1, aux2]
+        return [a for o in out for a in _arrays(o)]
     return [out.numpy()]
