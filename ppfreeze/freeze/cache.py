@@ -123,7 +123,13 @@ class FeatureCache:
     @contextlib.contextmanager
     def _recording(self, keys: List[int]) -> Iterator[None]:
         def record(layer, inputs, output):
-            if self.nbytes > MAX_CACHE_BYTES:
+            if self.nbytes > MAX_CACHE_BYTES or not self.enabled:
+                return None
+            if not isinstance(output, paddle.Tensor):  # e.g. an HRNet stage hands on a list of branches
+                self.enabled = False
+                self.store.clear()
+                logger.warning("Freeze: '%s' returns a %s, not one tensor; caching is off", self.boundary,
+                               type(output).__name__)
                 return None
             values = output.numpy()
             for k, v in zip(keys, values):

@@ -4,6 +4,7 @@ from . import (  # noqa: F401  (registration side effect)
     densenet,
     efficientnet,
     googlenet,
+    hrnet,
     inception_v3,
     inception_v4,
     pplcnet,
