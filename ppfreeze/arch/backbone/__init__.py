@@ -2,6 +2,7 @@
 from . import (  # noqa: F401  (registration side effect)
     alexnet,
     densenet,
+    dla,
     efficientnet,
     googlenet,
     hrnet,
