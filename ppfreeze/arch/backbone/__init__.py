@@ -3,6 +3,7 @@ from . import (  # noqa: F401  (registration side effect)
     alexnet,
     densenet,
     dla,
+    dpn,
     efficientnet,
     googlenet,
     hrnet,
