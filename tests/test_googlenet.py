@@ -49,7 +49,8 @@ def test_googlenet_trains_and_evaluates_with_its_loss_and_metric(make_config, tm
     cfg, _ = make_config(arch="GoogLeNet", epochs=1, max_train_steps=1, max_eval_steps=1, image_shape=[3, 224, 224])
     cfg["Optimizer"]["lr"]["warmup_epoch"] = 0  # a warm-up would make the only step's LR 0
     cfg["Loss"] = {"Train": [{"GoogLeNetLoss": {"weight": 1.0}}], "Eval": [{"GoogLeNetLoss": {"weight": 1.0}}]}
-    cfg["Metric"] = {"Train": [{"GoogLeNetTopkAcc": {"topk": [1, 5]}}], "Eval": [{"GoogLeNetTopkAcc": {"topk": [1, 5]}}]}
+    metric = [{"GoogLeNetTopkAcc": {"topk": [1, 5]}}]
+    cfg["Metric"] = {"Train": metric, "Eval": metric}
     train_ops = cfg["DataLoader"]["Train"]["dataset"]["transform_ops"]
     train_ops[1] = {"RandCropImage": {"size": 224}}  # the auxiliary heads need 224 px
     eval_ops = cfg["DataLoader"]["Eval"]["dataset"]["transform_ops"]

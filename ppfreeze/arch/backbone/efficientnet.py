@@ -233,7 +233,9 @@ class ExtractFeatures(nn.Layer):
 
     def __init__(self, hp: Dict[str, Any], padding_type: str, use_se: bool, fix_stem: bool, natives: List[int]):
         super().__init__()
-        rf = lambda c: round_filters(c, hp["width_coefficient"], hp["depth_divisor"], hp["min_depth"])  # noqa: E731
+        def rf(channels: int) -> int:
+            return round_filters(channels, hp["width_coefficient"], hp["depth_divisor"], hp["min_depth"])
+
         repeats = [round_repeats(g.repeats, hp["depth_coefficient"], hp["depth_trunc"]) for g in GROUPS]
         stem_out = 32 if fix_stem else rf(32)
         self._conv_stem = Holder(ConvBN(3, stem_out, 3, hp, stride=2, padding_type=padding_type, native=natives[0]))
