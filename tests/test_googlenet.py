@@ -1,4 +1,6 @@
 """GoogLeNet's three outputs: GoogLeNetLoss, GoogLeNetTopkAcc, and a short training run with them."""
+import os
+
 import numpy as np
 import paddle
 import paddle.nn.functional as F
@@ -45,7 +47,7 @@ def test_googlenet_topk_reads_the_main_output():
         GoogLeNetTopkAcc()(outs[0], label)
 
 
-def test_googlenet_trains_and_evaluates_with_its_loss_and_metric(make_config, tmp_path):
+def test_googlenet_trains_evaluates_and_predicts_with_its_loss_and_metric(make_config, demo_root, tmp_path):
     cfg, _ = make_config(arch="GoogLeNet", epochs=1, max_train_steps=1, max_eval_steps=1, image_shape=[3, 224, 224])
     cfg["Optimizer"]["lr"]["warmup_epoch"] = 0  # a warm-up would make the only step's LR 0
     cfg["Loss"] = {"Train": [{"GoogLeNetLoss": {"weight": 1.0}}], "Eval": [{"GoogLeNetLoss": {"weight": 1.0}}]}
@@ -66,3 +68,14 @@ def test_googlenet_trains_and_evaluates_with_its_loss_and_metric(make_config, tm
     after = engine.model.state_dict()
     # the auxiliary classifiers are trained through GoogLeNetLoss
     assert all(not np.array_equal(v, after[k].numpy()) for k, v in before.items())
+    # prediction reads the main output
+    from ppfreeze.engine.predict import predict
+    with open(os.path.join(demo_root, "val_list.txt")) as f:
+        image = os.path.join(demo_root, f.readline().split()[0])
+    engine.config["Infer"] = {
+        "infer_imgs": image, "batch_size": 1,
+        "transforms": [{"DecodeImage": {"to_rgb": True}}, {"ResizeImage": {"size": 224}},
+                       {"NormalizeImage": {"scale": 0.00392, "order": ""}}, {"ToCHWImage": None}],
+        "PostProcess": {"name": "Topk", "topk": 3}}
+    results = predict(engine)
+    assert len(results) == 1 and len(results[0]["class_ids"]) == 3 and max(results[0]["class_ids"]) < 12
