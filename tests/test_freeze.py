@@ -582,3 +582,50 @@ def test_cache_features_rejects_non_modes():
     for bad in (0.0, 1.0, "yes"):
         with pytest.raises(ConfigError, match="cache_features"):
             parse_freeze_spec({"until": "stage1", "cache_features": bad}, "Freeze")
+
+
+def test_feature_cache_turns_off_for_a_boundary_with_several_outputs():
+    """HRNet's stages pass a list of branches on: nothing to record, training goes on uncached."""
+    import numpy as np
+    import paddle
+    from ppfreeze.arch import build_model
+    from ppfreeze.freeze import build_freeze_plan
+    from ppfreeze.freeze.cache import FeatureCache
+
+    paddle.seed(0)
+    model = build_model({"name": "HRNet_W18_C", "class_num": 3})
+    plan = build_freeze_plan({"until": "stage2", "allow_random_frozen": True}, model)
+    plan.apply(model, 1)
+    assert plan.current.cut_boundary == "st2"
+    cache = FeatureCache(model, plan)
+    x = paddle.to_tensor(np.random.RandomState(0).rand(2, 3, 32, 32).astype("float32"))
+    idx = paddle.to_tensor(np.array([0, 1]))
+    model.train()
+    out = cache.forward(lambda: model(x), idx)
+    assert out.shape == [2, 3] and not cache.enabled and not cache.store
+    out.mean().backward()  # the cut list output still trains the rest
+    assert model.fc.weight.grad is not None
+    assert all(p.grad is None for p in model.conv_tr1_1.parameters())
+
+
+def test_feature_cache_replays_a_model_with_several_outputs():
+    """GoogLeNet returns [logits, aux1, aux2]; frozen up to stage1 its replay is exact."""
+    import numpy as np
+    import paddle
+    from ppfreeze.arch import build_model
+    from ppfreeze.freeze import build_freeze_plan
+    from ppfreeze.freeze.cache import FeatureCache
+
+    paddle.seed(0)
+    model = build_model({"name": "GoogLeNet", "class_num": 3})
+    plan = build_freeze_plan({"until": "stage1", "allow_random_frozen": True}, model)
+    plan.apply(model, 1)
+    cache = FeatureCache(model, plan)
+    x = paddle.to_tensor(np.random.RandomState(0).rand(1, 3, 224, 224).astype("float32"))
+    idx = paddle.to_tensor(np.array([0]))
+    model.eval()  # dropout off: the verification compares outputs bit for bit
+    with paddle.no_grad():
+        first = cache.forward(lambda: model(x), idx)
+        again = cache.forward(lambda: model(x), idx)
+    assert cache.enabled and cache.verified
+    assert all(np.array_equal(a.numpy(), b.numpy()) for a, b in zip(first, again))

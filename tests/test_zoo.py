@@ -71,6 +71,11 @@ def _logits(out):
     return out
 
 
+def _all_logits(out):
+    """Every classifier output: GoogLeNet returns [logits, aux1, aux2], trained together."""
+    return [_logits(o) for o in out] if isinstance(out, (list, tuple)) else [_logits(out)]
+
+
 @pytest.mark.parametrize("name", ZOO)
 def test_keys_and_shapes_match_paddleclas_manifest(name):
     assert name in MANIFESTS, f"{name} has no key manifest in tests/manifests (tools/dev/compare_with_paddleclas.py)"
@@ -88,9 +93,9 @@ def test_forward_backward_and_weight_round_trip(name):
     model = build_model({"name": name, "class_num": 5})
     x = _input(name)
     model.train()
-    out = _logits(model(x))
-    assert out.shape == [2, 5]
-    (out.astype("float32") ** 2).mean().backward()
+    outs = _all_logits(model(x))
+    assert all(out.shape == [2, 5] for out in outs)
+    paddle.add_n([(out.astype("float32") ** 2).mean() for out in outs]).backward()
     trainable = [(n, p) for n, p in model.named_parameters() if not p.stop_gradient]
     no_grad = [n for n, p in trainable if p.grad is None]
     assert not no_grad, f"parameters without a gradient: {no_grad[:5]}"

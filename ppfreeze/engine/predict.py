@@ -28,6 +28,8 @@ def predict(engine) -> List[Dict[str, Any]]:
         batch = np.stack([transform(read_bytes(p), ops) for p in paths]).astype("float32")
         with paddle.no_grad():
             out = engine.model(paddle.to_tensor(batch))
+        if isinstance(out, (list, tuple)):  # GoogLeNet: [logits, aux1, aux2]
+            out = out[0]
         if isinstance(out, dict):
             out = out.get("logits", out.get("features"))
         if post is not None:

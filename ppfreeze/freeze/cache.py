@@ -43,12 +43,19 @@ def cache_blocker(plan: Any, random_ops: List[str]) -> Optional[str]:
         if layer is None:
             return f"the frozen prefix has a bare parameter ({unit}) instead of a layer"
         subs = [(unit, layer)] + [(f"{unit}.{n}", sub) for n, sub in layer.named_sublayers()]
-        if any(isinstance(sub, paddle.nn.Dropout) for _, sub in subs):
-            return f"the frozen prefix has dropout ({unit})"
+        if any(_is_random_layer(sub) for _, sub in subs):
+            return f"the frozen prefix has dropout or drop-path ({unit})"
         if any(name in plan.index.bn_layers and name not in stats_frozen for name, _ in subs):
             return (f"BN in the frozen prefix ({unit}) normalises with batch statistics, so an image's features "
                     f"depend on its batch (use bn: frozen to allow caching)")
     return None
+
+
+def _is_random_layer(layer: paddle.nn.Layer) -> bool:
+    """Layers whose training-mode output is random: dropout and stochastic depth with a rate > 0."""
+    if isinstance(layer, paddle.nn.Dropout):
+        return float(getattr(layer, "p", 0.0)) > 0.0
+    return float(getattr(layer, "drop_prob", 0.0) or 0.0) > 0.0
 
 
 class FeatureCache:
@@ -126,7 +133,13 @@ class FeatureCache:
     @contextlib.contextmanager
     def _recording(self, keys: List[int]) -> Iterator[None]:
         def record(layer, inputs, output):
-            if self.nbytes > MAX_CACHE_BYTES:
+            if self.nbytes > MAX_CACHE_BYTES or not self.enabled:
+                return None
+            if not isinstance(output, paddle.Tensor):  # e.g. an HRNet stage hands on a list of branches
+                self.enabled = False
+                self.store.clear()
+                logger.warning("Freeze: '%s' returns a %s, not one tensor; caching is off", self.boundary,
+                               type(output).__name__)
                 return None
             values = output.numpy()
             for k, v in zip(keys, values):
@@ -158,7 +171,9 @@ def _pass_through(x: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 def _arrays(out: Any) -> List[np.ndarray]:
-    """Every tensor of a model output (a tensor or a dict of them) as numpy, in a stable order."""
+    """Every tensor of a model output (a tensor, a dict or a list of them) as numpy, in a stable order."""
     if isinstance(out, dict):
         return [out[k].numpy() for k in sorted(out)]
+    if isinstance(out, (list, tuple)):  # GoogLeNet: [logits, aux1, aux2]
+        return [a for o in out for a in _arrays(o)]
     return [out.numpy()]

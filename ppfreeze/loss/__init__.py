@@ -6,6 +6,7 @@ from .combined import CombinedLoss, build_loss
 from . import triplet  # noqa: F401  (registers TripletLoss, TripletLossV2)
 from .multilabel import MultiLabelAsymmetricLoss, MultiLabelLoss
 from .soft_target import SoftTargetCrossEntropy
+from . import googlenetloss  # noqa: F401  (registers GoogLeNetLoss)
 
 __all__ = ["LOSSES", "CELoss", "CombinedLoss", "SoftTargetCrossEntropy", "build_loss", "logits_of", "MultiLabelLoss",
            "MultiLabelAsymmetricLoss"]

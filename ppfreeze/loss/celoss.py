@@ -21,6 +21,9 @@ def logits_of(output: ModelOutput) -> paddle.Tensor:
             raise KeyError(f"the model returned a dict without 'logits' (keys: {sorted(output)}); "
                            "a classification loss or metric needs the logits")
         return output["logits"]
+    if isinstance(output, (list, tuple)):
+        raise TypeError(f"the model returned {len(output)} outputs (GoogLeNet: [logits, aux1, aux2]); "
+                        "use GoogLeNetLoss and GoogLeNetTopkAcc with it")
     return output
 
 

@@ -46,6 +46,17 @@ class TopkAcc:
             self._warned = True
 
 
+@METRICS.register
+class GoogLeNetTopkAcc(TopkAcc):
+    """TopkAcc of the first output of a model returning ``[logits, aux1, aux2]`` (GoogLeNet)."""
+
+    def __call__(self, output: Sequence[ModelOutput], label: paddle.Tensor) -> Dict[str, float]:
+        if not isinstance(output, (list, tuple)):
+            raise TypeError(f"GoogLeNetTopkAcc needs the model's [logits, aux1, aux2] outputs, got "
+                            f"{type(output).__name__} (use TopkAcc for other models)")
+        return super().__call__(output[0], label)
+
+
 def _checked_topk(topk: Union[int, Sequence[int]]) -> List[int]:
     ks = [topk] if isinstance(topk, int) else list(topk)
     if not ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in ks):

@@ -47,6 +47,27 @@ def paddleclas_args(name: str, class_num: Optional[int]) -> dict:
     return PADDLECLAS_ARGS[name](class_num) if name in PADDLECLAS_ARGS else {"class_num": class_num}
 
 
+# Names PaddleClas exports whose factory functions raise KeyError (no MODEL_URLS entry):
+# built from the model class with the arguments the factory would pass.
+BROKEN_FACTORIES = {
+    "HRNet_W60_C": ("ppcls.arch.backbone.legendary_models.hrnet", "HRNet", {"width": 60}),
+    "SE_HRNet_W64_C": ("ppcls.arch.backbone.legendary_models.hrnet", "HRNet", {"width": 64, "has_se": True}),
+}
+
+
+def factory_of(backbone, name: str):
+    """PaddleClas's callable building ``name`` (its model class for the BROKEN_FACTORIES)."""
+    if name not in BROKEN_FACTORIES:
+        return getattr(backbone, name)
+    import functools
+    import importlib
+    module_name, cls_name, kwargs = BROKEN_FACTORIES[name]
+    module = importlib.import_module(module_name)
+    stages = getattr(module, "MODEL_STAGES_PATTERN", {}).get(cls_name)
+    extra = {"stages_pattern": stages} if stages is not None else {}
+    return functools.partial(getattr(module, cls_name), **extra, **kwargs)
+
+
 def manifest_of(model) -> list:
     return [f"{k} {','.join(str(int(d)) for d in v.shape)}" for k, v in model.state_dict().items()]
 
@@ -70,6 +91,30 @@ def build_lazy(factory, lazy: bool = True, **kwargs):
         return build_theirs(factory, **kwargs)
 
 
+def randomize_weights(model, seed: int = 0) -> None:
+    """Give every tensor of ``model`` random values of a sensible scale (BN variances positive).
+
+    Freshly initialised PaddleClas models often output ~0 (zero-initialised gammas, tiny fc
+    weights), which makes an output comparison vacuous; random statistics and affine terms
+    exercise every path.
+    """
+    import paddle
+    rng = np.random.default_rng(seed)
+    for key, tensor in model.state_dict().items():
+        shape = [int(d) for d in tensor.shape]
+        if not shape or not str(tensor.dtype).endswith(("float32", "float64")):
+            continue
+        if key.endswith("_variance"):
+            value = rng.uniform(0.5, 1.5, shape)
+        elif len(shape) == 1:  # BN/LN scales and shifts, biases
+            value = rng.uniform(0.5, 1.5, shape) if key.endswith(("weight", "scale")) else rng.normal(0, 0.1, shape)
+        else:
+            # Linear weights are [in, out]; convs [out, in/groups, kh, kw]
+            fan_in = shape[0] if len(shape) == 2 else int(np.prod(shape[1:]))
+            value = rng.normal(0, 1.0 / np.sqrt(max(fan_in, 1)), shape)
+        tensor.set_value(paddle.to_tensor(value.astype(str(tensor.dtype).split(".")[-1])))
+
+
 def perturb(model, std: float) -> None:
     """Add N(0, std) noise to every floating-point tensor of ``model``'s state dict, so that
     parameters initialised to constants (biases, LayerNorm, layer-scale gammas at 0) matter."""
@@ -80,7 +125,7 @@ def perturb(model, std: float) -> None:
 
 
 def compare(name: str, theirs_factory, size: int, class_num: Optional[int], check_output: bool,
-            extra: Optional[dict] = None, noise: float = 0.0) -> dict:
+            extra: Optional[dict] = None, noise: float = 0.0, random_weights: bool = True) -> dict:
     import paddle
     from ppfreeze.arch import build_model
     paddle.seed(0)
@@ -93,6 +138,8 @@ def compare(name: str, theirs_factory, size: int, class_num: Optional[int], chec
         result["only_ppfreeze"] = sorted(set(o) - set(t))[:10]
         return result
     if check_output:
+        if random_weights:  # fresh PaddleClas models often output ~0: compare on random weights
+            randomize_weights(theirs)
         if noise:
             perturb(theirs, noise)
         ours.set_state_dict(theirs.state_dict())
@@ -126,6 +173,8 @@ def main() -> int:
                    help="add N(0, STD) noise to PaddleClas's weights before the output comparison "
                         "(exercises constant-initialised tensors: biases, norms, zero gammas)")
     p.add_argument("--no-output", action="store_true", help="compare keys and shapes only (large models)")
+    p.add_argument("--keep-init", action="store_true",
+                   help="compare with PaddleClas's initial weights instead of random ones")
     p.add_argument("--no-lazy", action="store_true",
                    help="build PaddleClas's models with real weights for the manifest (needed where an initializer "
                         "decides a shape, as foundation_vit's proj: lazily [C], really [C, 512])")
@@ -136,13 +185,13 @@ def main() -> int:
     names = list(args.models)
     if args.family:
         names += [n for n in MODELS.names() if MODELS.get(n).__module__.endswith("." + args.family)]
-    names = [n for n in dict.fromkeys(names) if hasattr(theirs, n)]
+    names = [n for n in dict.fromkeys(names) if hasattr(theirs, n) or n in BROKEN_FACTORIES]
     if args.write_manifest:
         sha = subprocess.run(["git", "-C", args.paddleclas, "rev-parse", "HEAD"], capture_output=True,
                              text=True).stdout.strip() or "unknown"
         manifest = {"source": f"PaddlePaddle/PaddleClas@{sha[:9]}", "class_num": args.class_num, "models": {}}
         for name in names:
-            model = build_lazy(getattr(theirs, name), lazy=not args.no_lazy, **paddleclas_args(name, args.class_num))
+            model = build_lazy(factory_of(theirs, name), lazy=not args.no_lazy, **paddleclas_args(name, args.class_num))
             manifest["models"][name] = manifest_of(model)
             print(f"{name}: {len(manifest['models'][name])} keys", flush=True)
         with open(args.write_manifest, "w") as f:
@@ -151,8 +200,8 @@ def main() -> int:
         return 0
     failed = 0
     for name in names:
-        r = compare(name, getattr(theirs, name), args.size, args.class_num, not args.no_output, args.kwargs,
-                    args.perturb)
+        r = compare(name, factory_of(theirs, name), args.size, args.class_num, not args.no_output, args.kwargs,
+                    args.perturb, random_weights=not args.keep_init)
         ok = r["keys_equal"] and r.get("max_abs_diff", 0.0) <= 1e-4 * max(1.0, r.get("max_abs", 1.0))
         failed += not ok
         print(("OK   " if ok else "FAIL ") + json.dumps(r), flush=True)

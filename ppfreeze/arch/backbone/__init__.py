@@ -1,9 +1,18 @@
 """Backbones; importing this package registers them in ``MODELS`` (one module per family)."""
+from . import alexnet  # noqa: F401
 from . import convnext  # noqa: F401
 from . import deit  # noqa: F401
+from . import densenet  # noqa: F401
+from . import dla  # noqa: F401
+from . import dpn  # noqa: F401
+from . import efficientnet  # noqa: F401
 from . import esnet  # noqa: F401
 from . import foundation_vit  # noqa: F401
 from . import ghostnet  # noqa: F401
+from . import googlenet  # noqa: F401
+from . import hrnet  # noqa: F401
+from . import inception_v3  # noqa: F401
+from . import inception_v4  # noqa: F401
 from . import mobilenet_v1  # noqa: F401
 from . import mobilenet_v2  # noqa: F401
 from . import mobilenet_v3  # noqa: F401
@@ -24,6 +33,10 @@ from . import resnext101_wsl  # noqa: F401
 from . import se_resnet_vd  # noqa: F401
 from . import se_resnext  # noqa: F401
 from . import shufflenet_v2  # noqa: F401
+from . import squeezenet  # noqa: F401
 from . import swin_transformer  # noqa: F401
+from . import vgg  # noqa: F401
 from . import vision_transformer  # noqa: F401
 from . import wideresnet  # noqa: F401
+from . import xception  # noqa: F401
+from . import xception_deeplab  # noqa: F401

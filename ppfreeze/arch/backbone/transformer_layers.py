@@ -16,7 +16,7 @@ from paddle.nn.initializer import Constant, TruncatedNormal
 
 from ...config.errors import ConfigError
 from ...config.expr import to_number
-from .common import check_class_num, param_attr
+from .common import DropPath, check_class_num, check_positive_int, check_probability, param_attr  # noqa: F401
 
 STD = 0.02
 
@@ -35,23 +35,6 @@ def linear(in_features: int, out_features: int, bias: bool = True, init_scale: f
 
 def layer_norm(dim: int, epsilon: float = 1e-5) -> nn.LayerNorm:
     return nn.LayerNorm(dim, epsilon=epsilon)
-
-
-class DropPath(nn.Layer):
-    """Stochastic depth: in training, zero the whole residual branch of a sample with probability
-    ``drop_prob`` and rescale the kept ones by ``1 / (1 - drop_prob)``; identity in eval."""
-
-    def __init__(self, drop_prob: float = 0.0):
-        super().__init__()
-        self.drop_prob = float(drop_prob)
-
-    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        if self.drop_prob == 0.0 or not self.training:
-            return x
-        keep_prob = 1.0 - self.drop_prob
-        shape = [x.shape[0]] + [1] * (x.ndim - 1)
-        mask = paddle.floor(keep_prob + paddle.rand(shape).astype(x.dtype))
-        return x / keep_prob * mask
 
 
 class Mlp(nn.Layer):
@@ -185,18 +168,8 @@ def block_stages(stem: Sequence[str], depth: int, head: Sequence[str], prefix: s
     return stages
 
 
-def check_rate(value: Any, key: str) -> float:
-    """A dropout / drop-path probability in [0, 1)."""
-    rate = float(to_number(value, key))
-    if not 0.0 <= rate < 1.0:
-        raise ConfigError(key, f"expected a probability in [0, 1), got {value!r}")
-    return rate
-
-
-def check_positive_int(value: Any, key: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(key, f"expected a positive integer, got {value!r}")
-    return value
+# one name per check across the families (same meaning as common.check_probability)
+check_rate = check_probability
 
 
 def optional_class_num(class_num: Any) -> Optional[int]:
