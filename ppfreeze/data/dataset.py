@@ -12,6 +12,7 @@ import numpy as np
 import paddle
 
 from ..config.errors import ConfigError
+from .failures import BadImageError
 from .preprocess import DecodeImage, ToCHWImage, create_operators, transform
 from .registry import DATASETS
 
@@ -131,20 +132,23 @@ def finish_image(img: Any, transposes: bool) -> np.ndarray:
 
 
 def read_image_bytes(path: str, where: str) -> bytes:
-    """The raw bytes of an image file; an unreadable file names where it was listed."""
+    """The raw bytes of an image file; an unreadable file is a :class:`BadImageError` naming where it was listed."""
     try:
         with open(path, "rb") as f:
             return f.read()
     except OSError as e:
-        raise ValueError(f"cannot read image {path} ({where}): {e}") from e
+        raise BadImageError(path, where, f"cannot read it ({e.strerror or e})") from e
 
 
 def apply_ops(data: Any, ops: Sequence[Callable], path: str, where: str) -> Any:
-    """``transform(data, ops)``; a failure names the image and where it was listed."""
+    """``transform(data, ops)``; an image the ops cannot handle (undecodable, damaged, too
+    small for a crop) is a :class:`BadImageError` naming the file and where it was listed."""
     try:
         return transform(data, ops)
+    except (ConfigError, BadImageError):
+        raise
     except (OSError, ValueError) as e:
-        raise ValueError(f"cannot load image {path} ({where}): {e}") from e
+        raise BadImageError(path, where, str(e)) from e
 
 
 def build_ops(transform_ops: Optional[List[Any]], key: str = "transform_ops",

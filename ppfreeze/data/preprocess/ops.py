@@ -20,6 +20,7 @@ import numpy as np
 from ...config.errors import ConfigError
 from ...config.expr import to_number
 from ..registry import OPS
+from .jpeg_integrity import decode_with_libjpeg_warnings, is_jpeg, jpeg_structure_problem
 
 Size = Union[int, Sequence[int]]
 
@@ -102,28 +103,49 @@ class DecodeImage:
         to_np: kept for PaddleClas configs; only numpy output is supported.
         channel_first: return CHW instead of HWC.
         backend: "cv2" or "pil" decoder.
+        strict: refuse a truncated or corrupted JPEG instead of decoding what libjpeg can guess
+            (it only warns). Checks the marker structure (end-of-image marker included) and,
+            with the cv2 backend, libjpeg's damage warnings (``jpeg_integrity.py``); Pillow
+            itself refuses truncated files. ``false``: PaddleClas's behaviour.
     """
 
     is_random = False  # deterministic: Freeze.cache_features may reuse what it produced
 
     def __init__(self, to_rgb: bool = True, to_np: bool = True, channel_first: bool = False,
-                 backend: str = "cv2"):
+                 backend: str = "cv2", strict: bool = True):
         if to_np is not True:
             raise ConfigError("to_np", "only numpy output is supported", "remove to_np or set it to true")
+        if not isinstance(strict, bool):
+            raise ConfigError("strict", f"expected true or false, got {strict!r}")
         self.to_rgb = bool(to_rgb)
         self.channel_first = bool(channel_first)
         self.backend = _check_backend(backend)
+        self.strict = strict
 
     def __call__(self, data: bytes) -> np.ndarray:
-        if not isinstance(data, (bytes, bytearray)) or len(data) == 0:
-            raise ValueError(f"DecodeImage expects the non-empty bytes of an image file, got {type(data).__name__}")
-        img = self._decode_rgb(data) if self.backend == "pil" else self._decode_cv2(data)
+        if not isinstance(data, (bytes, bytearray)):
+            raise ValueError(f"DecodeImage expects the bytes of an image file, got {type(data).__name__}")
+        if len(data) == 0:
+            raise ValueError("the file is empty (0 bytes)")
+        check_jpeg = self.strict and is_jpeg(data)
+        if check_jpeg:
+            problem = jpeg_structure_problem(bytes(data))
+            if problem:
+                raise ValueError(f"damaged JPEG: {problem}")
+        img = self._decode_rgb(data) if self.backend == "pil" else self._decode_cv2(data, check_jpeg)
         if self.channel_first:
             img = img.transpose((2, 0, 1))
         return img
 
-    def _decode_cv2(self, data: bytes) -> np.ndarray:
-        img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    def _decode_cv2(self, data: bytes, check_jpeg: bool = False) -> np.ndarray:
+        def decode():
+            return cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+        if check_jpeg:
+            img, warning = decode_with_libjpeg_warnings(decode)
+            if warning and img is not None:
+                raise ValueError(f"damaged JPEG: libjpeg reports '{warning}'")
+        else:
+            img = decode()
         if img is None:
             raise ValueError("the bytes are not a decodable image (corrupt or unsupported format)")
         return img[:, :, ::-1] if self.to_rgb else img
