@@ -1,8 +1,8 @@
-"""Resolve ``infer_imgs`` (one image, a folder, or a text file listing images)."""
+"""Resolve ``infer_imgs`` (one image, a folder, or a text file listing images) and preprocess them."""
 from __future__ import annotations
 
 import os
-from typing import List
+from typing import Any, Callable, List, Sequence, Tuple
 
 from ..config.errors import ConfigError
 
@@ -37,3 +37,24 @@ def read_bytes(path: str) -> bytes:
     """The raw file bytes (``DecodeImage`` decodes them, as in PaddleClas)."""
     with open(path, "rb") as f:
         return f.read()
+
+
+def preprocess_images(paths: Sequence[str], ops: Sequence[Callable]) -> Tuple[List[Any], List[str], List[Tuple[str, str]]]:
+    """Read and transform each image; one that cannot be used does not stop the others.
+
+    Returns ``(arrays, their paths, [(path, what was wrong), ...])``. An unreadable, empty,
+    undecodable or damaged file (``OSError`` / ``ValueError`` from reading or an op) is a
+    failure of that image; a configuration mistake (``ConfigError``) still stops everything.
+    """
+    from ..data.preprocess import transform
+    arrays, good, failed = [], [], []
+    for path in paths:
+        try:
+            arrays.append(transform(read_bytes(path), ops))
+        except ConfigError:
+            raise
+        except (OSError, ValueError) as e:
+            failed.append((path, str(e)))
+            continue
+        good.append(path)
+    return arrays, good, failed

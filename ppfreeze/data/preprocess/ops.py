@@ -162,12 +162,18 @@ class DecodeImage:
 
 @OPS.register
 class ResizeImage:
-    """Resize to a fixed ``size`` ([w, h] or int) or so the short side equals ``resize_short``."""
+    """Resize to a fixed ``size`` ([w, h] or int) or so the short side equals ``resize_short``.
+
+    ``return_numpy`` is accepted for PaddleClas's deploy configs; only numpy output (true) is supported.
+    """
 
     is_random = False  # deterministic: Freeze.cache_features may reuse what it produced
 
     def __init__(self, size: Optional[Size] = None, resize_short: Optional[int] = None,
-                 interpolation: Union[None, str, int] = None, backend: str = "cv2"):
+                 interpolation: Union[None, str, int] = None, backend: str = "cv2", return_numpy: bool = True):
+        if return_numpy is not True:
+            raise ConfigError("return_numpy", f"only numpy output is supported, got {return_numpy!r}",
+                              "remove return_numpy or set it to true")
         if resize_short is not None and resize_short != 0:
             self.resize_short = _positive_int(resize_short, "resize_short")
             self.size_wh = None
