@@ -8,6 +8,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import yaml
 
+from ..utils.text import read_text
 from .errors import ConfigError, did_you_mean
 from .schema import validate_config
 
@@ -28,24 +29,58 @@ _Loader.add_implicit_resolver(
     list("-+0123456789."))
 
 
+def _check_no_duplicate_keys(loader: yaml.SafeLoader, node: yaml.MappingNode) -> None:
+    """A key given twice in one mapping is a mistake (PyYAML keeps the last silently).
+
+    ``<<`` merge keys are left to PyYAML: keys written next to a merge override it on purpose.
+    """
+    seen: Dict[Any, Any] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            first = seen.get(key)
+        except TypeError:   # an unhashable key: PyYAML reports it itself
+            continue
+        if first is not None:
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping", node.start_mark,
+                f"duplicate key {key!r} (first given on line {first.line + 1})", key_node.start_mark)
+        seen[key] = key_node.start_mark
+
+
+def _construct_yaml_map(loader: yaml.SafeLoader, node: yaml.MappingNode):
+    data: Dict[Any, Any] = {}
+    yield data
+    _check_no_duplicate_keys(loader, node)
+    data.update(loader.construct_mapping(node))
+
+
+_Loader.add_constructor("tag:yaml.org,2002:map", _construct_yaml_map)
+
+
 def yaml_load(text_or_stream) -> Any:
-    """``yaml.safe_load`` with the float fix above."""
+    """``yaml.safe_load`` with the float fix above; a duplicate key is a ``yaml.YAMLError``."""
     return yaml.load(text_or_stream, Loader=_Loader)
+
+
 DELETE_MARK = "_delete_"  # mmengine habit: ``_delete_: true`` replaces instead of merging
 
 
 def _read_yaml(path: str) -> Dict[str, Any]:
     if not os.path.isfile(path):
         raise ConfigError("", f"config file not found: {path}", "check the path given to -c / _BASE_")
-    with open(path, "r", encoding="utf-8") as f:
-        try:
-            data = yaml_load(f)
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else path
-            problem = getattr(e, "problem", None) or str(e)
-            raise ConfigError("", f"YAML syntax error in {where}: {problem}",
-                              "check indentation and that every 'key: value' has a space after ':'") from e
+    text = read_text(path, "")
+    try:
+        data = yaml_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else path
+        problem = getattr(e, "problem", None) or str(e)
+        hint = ("remove one of the two" if "duplicate key" in problem else
+                "check indentation and that every 'key: value' has a space after ':'")
+        raise ConfigError("", f"YAML error in {where}: {problem}", hint) from e
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -12,6 +12,7 @@ import numpy as np
 import paddle
 
 from ..config.errors import ConfigError
+from ..utils.text import iter_text_lines
 from .failures import BadImageError
 from .preprocess import DecodeImage, ToCHWImage, create_operators, transform
 from .registry import DATASETS
@@ -33,16 +34,15 @@ class LabelLine:
 def iter_list_lines(list_path: str, key: str) -> Iterator[Tuple[int, str]]:
     """Yield ``(line_no, stripped line)`` for the non-blank lines of a list file.
 
-    A missing file is a ConfigError on ``key``.
+    A missing file, or one that is not UTF-8 (a BOM is fine), is a ConfigError on ``key``.
     """
     if not isinstance(list_path, str) or not os.path.isfile(list_path):
         raise ConfigError(key, f"list file {list_path!r} does not exist",
                           "check the path; relative paths are resolved from the current directory")
-    with open(list_path, "r", encoding="utf-8") as f:
-        for line_no, raw in enumerate(f, start=1):
-            line = raw.strip()
-            if line:
-                yield line_no, line
+    for line_no, raw in iter_text_lines(list_path, key):
+        line = raw.strip()
+        if line:
+            yield line_no, line
 
 
 def split_fields(line: str, delimiter: Optional[str]) -> List[str]:

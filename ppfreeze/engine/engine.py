@@ -132,7 +132,7 @@ class Engine:
             raise ConfigError("Optimizer", "missing section", "training needs an Optimizer section")
         if "Loss" not in cfg or not cfg["Loss"].get("Train"):
             raise ConfigError("Loss.Train", "missing", "training needs e.g. Loss: {Train: [{CELoss: {weight: 1.0}}]}")
-        self.train_loader = build_dataloader(cfg["DataLoader"], "Train", seed=self.seed)
+        self.train_loader = build_dataloader(cfg.get("DataLoader"), "Train", seed=self.seed)
         self._check_labels(self.train_loader.dataset)
         self.iters_per_epoch = len(self.train_loader)
         max_steps = self.glob.get("max_train_steps")

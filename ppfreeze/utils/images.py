@@ -5,6 +5,7 @@ import os
 from typing import Any, Callable, List, Sequence, Tuple
 
 from ..config.errors import ConfigError
+from .text import iter_text_lines
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -18,8 +19,7 @@ def list_images(path: str, key: str = "Infer.infer_imgs") -> List[str]:
                        if f.lower().endswith(IMAGE_EXTENSIONS))
     elif path.lower().endswith(".txt"):
         base = os.path.dirname(path)
-        with open(path, encoding="utf-8") as f:
-            files = [ln.split()[0] if ln.split() else "" for ln in f]
+        files = [ln.split()[0] if ln.split() else "" for _, ln in iter_text_lines(path, key)]
         files = [p if os.path.isabs(p) else os.path.join(base, p) for p in files if p]
     else:
         files = [path]
