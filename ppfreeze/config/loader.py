@@ -74,6 +74,10 @@ def _read_yaml(path: str) -> Dict[str, Any]:
     text = read_text(path, "")
     try:
         data = yaml_load(text)
+    except (ValueError, OverflowError) as e:   # a constructor's, e.g. the date 2001-13-45
+        raise ConfigError("", f"YAML value error in {path}: {e}", "quote the value to keep it a string") from e
+    except RecursionError as e:
+        raise ConfigError("", f"YAML error in {path}: nested too deeply") from e
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else path
@@ -109,8 +113,11 @@ def _load_with_bases(path: str, chain: Sequence[str] = ()) -> Dict[str, Any]:
     bases = data.pop(BASE_KEY, None)
     if bases is None:
         return data
+    bases = [bases] if isinstance(bases, str) else bases
+    if not isinstance(bases, list) or not all(isinstance(base, str) and base for base in bases):
+        raise ConfigError(BASE_KEY, f"{path}: expected a path or a list of paths, got {bases!r}")
     merged: Dict[str, Any] = {}
-    for base in [bases] if isinstance(bases, str) else bases:
+    for base in bases:
         base_path = base if os.path.isabs(base) else os.path.join(os.path.dirname(path), base)
         if not os.path.isfile(base_path):
             raise ConfigError(BASE_KEY, f"{path}: base config '{base}' not found (looked at {base_path})",
@@ -133,7 +140,7 @@ def parse_override(text: str) -> tuple:
         raise ConfigError("-o", f"override '{text}' has an empty key part", "write it as Key.sub=value")
     try:
         value = yaml_load(raw) if raw.strip() != "" else ""
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError, OverflowError, RecursionError):
         value = raw  # not valid YAML: keep the raw string (e.g. a path with ': ')
     return key.split("."), value
 
@@ -144,10 +151,10 @@ def _set_path(cfg: Any, parts: List[str], value: Any, full_key: str) -> None:
         last = i == len(parts) - 1
         parent = ".".join(parts[:i])
         if isinstance(node, list):
-            if not part.lstrip("-").isdigit():
+            idx = _list_index(part)
+            if idx is None:
                 raise ConfigError(full_key, f"'{parent}' is a list; '{part}' is not an index",
                                   f"use a number 0..{len(node) - 1}")
-            idx = int(part)
             if not -len(node) <= idx < len(node):
                 raise ConfigError(full_key, f"index {idx} out of range for list '{parent}' of length {len(node)}")
             if last:
@@ -165,6 +172,14 @@ def _set_path(cfg: Any, parts: List[str], value: Any, full_key: str) -> None:
             node = node[part]
 
 
+def _list_index(part: str) -> Optional[int]:
+    """``part`` as a list index ("0", "-1"), or None when it is not one."""
+    digits = part[1:] if part.startswith("-") else part
+    if not digits or len(digits) > 18 or not all(c in "0123456789" for c in digits):
+        return None
+    return int(part)
+
+
 def apply_overrides(cfg: Dict[str, Any], overrides: Optional[Sequence[str]]) -> Dict[str, Any]:
     """Apply ``-o`` overrides in order and return the config (modified in place)."""
     for text in overrides or []:
@@ -177,8 +192,9 @@ def get_by_path(cfg: Dict[str, Any], path: str, default: Any = None) -> Any:
     """Read ``A.b.0.c`` from a nested config, returning ``default`` when absent."""
     node: Any = cfg
     for part in path.split("."):
-        if isinstance(node, list) and part.lstrip("-").isdigit() and -len(node) <= int(part) < len(node):
-            node = node[int(part)]
+        idx = _list_index(part) if isinstance(node, list) else None
+        if idx is not None and -len(node) <= idx < len(node):
+            node = node[idx]
         elif isinstance(node, dict) and part in node:
             node = node[part]
         else:
