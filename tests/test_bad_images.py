@@ -253,3 +253,22 @@ def test_tools_stop_on_a_bad_image_and_skip_it_with_the_flag(listed, tmp_path):
     assert proc.returncode == 3 and bad_file in proc.stderr.splitlines()[-1], proc.stderr[-3000:]
     proc, _ = _run("eval.py", skip_config, weights)
     assert proc.returncode == 0 and "[Eval][Avg]" in proc.stderr + proc.stdout, proc.stderr[-3000:]
+
+
+def test_dygraph_predict_names_bad_images_and_predicts_the_rest(listed, caplog):
+    """tools/infer.py's loop (ppfreeze.engine.predict): same contract as the deploy tools."""
+    from types import SimpleNamespace
+
+    from _tiny_model import tiny_model
+    from ppfreeze.engine.predict import predict
+    from ppfreeze.errors import DataIntegrityError
+    root, good, make = listed
+    make(bad={3: good[3][:50]})
+    infer = {"infer_imgs": str(root / "img"), "batch_size": 3,
+             "transforms": OPS + [{"ToCHWImage": None}], "PostProcess": {"name": "Topk", "topk": 1}}
+    engine = SimpleNamespace(config={"Infer": infer}, model=tiny_model(num_classes=2))
+    with pytest.raises(DataIntegrityError) as e:
+        predict(engine)
+    assert "list.txt_3.jpg" in str(e.value) and "1 of 8 images could not be used; the other 7 were predicted" \
+        in str(e.value)
+    assert any("list.txt_3.jpg: cannot use this image" in r.getMessage() for r in caplog.records)

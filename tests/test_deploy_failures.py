@@ -161,3 +161,14 @@ def test_two_build_gallery_appends_at_once_keep_every_item(model, tmp_path):
     labels = list(GalleryIndex.load(index_dir).id_to_label().values())
     assert len(labels) == 3 * len(gallery)   # before: 2 x len(gallery), one append silently lost
     assert labels.count("first") == 2 * len(gallery) and labels.count("second") == len(gallery)
+
+
+def test_exported_directory_has_ordinary_permissions(model):
+    """It used to be 0700 (tempfile.mkdtemp's mode), unreadable to a serving account."""
+    import stat
+    model_dir = model[0]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(os.stat(model_dir).st_mode) == 0o777 & ~umask
+    for name in os.listdir(model_dir):
+        assert stat.S_IMODE(os.stat(os.path.join(model_dir, name)).st_mode) == 0o666 & ~umask, name
