@@ -76,7 +76,7 @@ def test_predict_cls_names_bad_images_saves_the_rest_and_exits_3(model, tmp_path
     logged = " ".join(r.getMessage() for r in caplog.records)
     assert "1_truncated.jpg: cannot use this image: damaged JPEG" in logged and "2_empty.jpg" in logged
     results = _lines(saved)
-    assert len(results) == 6   # every image accounted for, in order
+    assert len(results) == 6   # every image accounted for (a batch: its failures, then its results)
     assert [os.path.basename(r["file_name"]) for r in results if "error" in r] == ["1_truncated.jpg", "2_empty.jpg"]
     good = [r for r in results if "error" not in r]
     assert len(good) == 4 and all(len(r["class_ids"]) == 2 for r in good)
