@@ -208,7 +208,7 @@ def _tool_config(tmp_path, root, train_list, val_list, workers, skip=False):
                    "transform_ops": OPS, "skip_bad_images": skip}
         return {"dataset": dataset, "sampler": {"name": "DistributedBatchSampler", "batch_size": 4, "shuffle": False},
                 "loader": {"num_workers": workers, "use_shared_memory": False}}
-    cfg = {"Global": {"output_dir": str(tmp_path / "out"), "device": "cpu", "epochs": 1, "eval_during_train": True,
+    cfg = {"Global": {"output_dir": str(tmp_path / f"out_{workers}_{skip}"), "device": "cpu", "epochs": 1, "eval_during_train": True,
                       "print_batch_step": 1, "image_shape": [3, 16, 16], "seed": 0, "num_threads": 1},
            "Arch": {"name": "ResNet18", "class_num": 2},
            "Loss": {"Train": [{"CELoss": {"weight": 1.0}}], "Eval": [{"CELoss": {"weight": 1.0}}]},
@@ -244,10 +244,10 @@ def test_tools_stop_on_a_bad_image_and_skip_it_with_the_flag(listed, tmp_path):
     skip_config = _tool_config(tmp_path, root, train_list, val_list, workers=0, skip=True)
     proc, _ = _run("train.py", skip_config)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    log = open(tmp_path / "out" / "ResNet18" / "train.log").read()
+    log = open(tmp_path / "out_0_True" / "ResNet18" / "train.log").read()
     assert f"skipping bad image {bad_file}" in log and "skipped 1 bad image(s) in this pass" in log
 
-    weights = "Global.pretrained_model=" + str(tmp_path / "out" / "ResNet18" / "latest")
+    weights = "Global.pretrained_model=" + str(tmp_path / "out_0_True" / "ResNet18" / "latest")
     no_skip = "DataLoader.Eval.dataset.skip_bad_images=false"
     proc, _ = _run("eval.py", skip_config, weights, no_skip)
     assert proc.returncode == 3 and bad_file in proc.stderr.splitlines()[-1], proc.stderr[-3000:]

@@ -111,10 +111,10 @@ def decode_with_libjpeg_warnings(decode: Callable[[], np.ndarray]) -> Tuple[Opti
     pipe for the duration of the call. When descriptor 2 cannot be redirected, no warning is seen.
     """
     with _capture_lock:
-        pipe = _pipe()
         try:
+            pipe = _pipe()
             saved = os.dup(2)
-        except OSError:
+        except OSError:   # no descriptor 2 (a daemon), or too many open files
             return decode(), None
         try:
             os.dup2(pipe[1], 2)
