@@ -208,7 +208,8 @@ def _tool_config(tmp_path, root, train_list, val_list, workers, skip=False):
                    "transform_ops": OPS, "skip_bad_images": skip}
         return {"dataset": dataset, "sampler": {"name": "DistributedBatchSampler", "batch_size": 4, "shuffle": False},
                 "loader": {"num_workers": workers, "use_shared_memory": False}}
-    cfg = {"Global": {"output_dir": str(tmp_path / f"out_{workers}_{skip}"), "device": "cpu", "epochs": 1, "eval_during_train": True,
+    cfg = {"Global": {"output_dir": str(tmp_path / f"out_{workers}_{skip}"), "device": "cpu", "epochs": 1,
+                      "eval_during_train": True,
                       "print_batch_step": 1, "image_shape": [3, 16, 16], "seed": 0, "num_threads": 1},
            "Arch": {"name": "ResNet18", "class_num": 2},
            "Loss": {"Train": [{"CELoss": {"weight": 1.0}}], "Eval": [{"CELoss": {"weight": 1.0}}]},

@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import paddle
 import pytest
 import yaml
@@ -26,7 +25,8 @@ OPS = [{"DecodeImage": {"to_rgb": True}}, {"ResizeImage": {"size": 32}},
 
 
 def load_deploy(name):
-    spec = importlib.util.spec_from_file_location(f"deploy_{name}", os.path.join(ROOT, "deploy", "python", f"{name}.py"))
+    path = os.path.join(ROOT, "deploy", "python", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"deploy_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -251,7 +251,8 @@ def init_worker(worker_id: int) -> None:
 
 def _mode_section(cfg: Any, mode: str, key: str) -> Dict[str, Any]:
     if cfg is None:
-        raise ConfigError(key, "section is missing", f"add {key}: {{{mode}: {{dataset: ..., sampler: ..., loader: ...}}}}")
+        raise ConfigError(key, "section is missing",
+                          f"add {key}: {{{mode}: {{dataset: ..., sampler: ..., loader: ...}}}}")
     if not isinstance(cfg, dict):
         raise ConfigError(key, f"expected a mapping with Train/Eval sections, got {type(cfg).__name__}")
     section = cfg.get(mode)

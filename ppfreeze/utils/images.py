@@ -39,7 +39,8 @@ def read_bytes(path: str) -> bytes:
         return f.read()
 
 
-def preprocess_images(paths: Sequence[str], ops: Sequence[Callable]) -> Tuple[List[Any], List[str], List[Tuple[str, str]]]:
+def preprocess_images(paths: Sequence[str],
+                      ops: Sequence[Callable]) -> Tuple[List[Any], List[str], List[Tuple[str, str]]]:
     """Read and transform each image; one that cannot be used does not stop the others.
 
     Returns ``(arrays, their paths, [(path, what was wrong), ...])``. An unreadable, empty,
