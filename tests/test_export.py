@@ -250,14 +250,14 @@ def run_predict_cls(*overrides):
 
 def test_predict_cls_end_to_end(work, tmp_path):
     result = export_model(load_config(write_config(work, tmp_path)))
-    saved = str(tmp_path / "results.json")
+    saved = str(tmp_path / "results.jsonl")
     proc = run_predict_cls(f"Global.infer_imgs={os.path.dirname(os.path.dirname(work['images'][0]))}",
                            f"Global.inference_model_dir={result.save_dir}", "Global.batch_size=5",
                            f"Global.save_results={saved}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = [ln for ln in proc.stdout.splitlines() if "class id(s)" in ln]
     assert len(lines) == len(work["images"])
-    results = json.load(open(saved))
+    results = [json.loads(line) for line in open(saved)]   # JSON Lines, written batch by batch
     expected = dygraph_output({"name": "ResNet18", "class_num": 12}, work["weights"]["ResNet18"],
                               image_batch(work["images"]))
     for r, probs in zip(results, expected):

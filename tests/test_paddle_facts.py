@@ -72,3 +72,23 @@ def test_importing_paddle_pins_omp_threads_to_one():
     out = subprocess.run([sys.executable, "-c", "import os, paddle; print(os.environ.get('OMP_NUM_THREADS'))"],
                          env=env, capture_output=True, text=True, check=True).stdout.split()[-1]
     assert out == "1"
+
+
+def test_dataloader_hangs_when_a_dataset_raises():
+    # why ppfreeze.data.loader never lets a sample's exception escape (CheckedDataLoader)
+    code = ("import paddle\n"
+            "class Broken(paddle.io.Dataset):\n"
+            "    def __len__(self): return 4\n"
+            "    def __getitem__(self, i):\n"
+            "        raise ValueError('bad image')\n"
+            "print('iterating', flush=True)\n"
+            "for batch in paddle.io.DataLoader(Broken(), batch_size=2, num_workers=0):\n"
+            "    pass\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "iterating"   # paddle imported, the loop starts
+        with pytest.raises(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)                                # ...and never ends
+    finally:
+        proc.kill()
+        proc.wait()

@@ -332,13 +332,13 @@ def deploy_gallery_round_trip(demo_root, model_dir, tmp_path):
         assert json.load(f)["count"] == len(lines)
 
     query = next(line.split("\t")[0] for line in lines)
-    results_file = str(tmp_path / "results.json")
+    results_file = str(tmp_path / "results.jsonl")
     predict = ["-c", os.path.join(ROOT, "deploy", "configs", "inference_rec.yaml"), *base[:2], *base[2:4],
                "-o", f"Global.infer_imgs={os.path.join(demo_root, query)}", "-o", "IndexProcess.score_thres=null",
                "-o", f"Global.save_results={results_file}"]
     assert predict_rec.main(predict) == 0
     with open(results_file) as f:
-        top = json.load(f)[0]["results"]
+        top = json.loads(f.readline())["results"]   # JSON Lines
     # the query is itself in the gallery: best match, cosine 1
     assert top[0]["label"] == lines[0].split("\t")[1] and top[0]["score"] > 0.999 and len(top) == 5
 

@@ -9,13 +9,19 @@ adds the listed images to it, ``remove`` drops every item whose label is listed.
 are L2-normalised; the index records a hash of the model's weights, so searching it with
 another model is refused. This module also holds the config loading and feature extraction
 that ``predict_rec.py`` shares.
+
+Concurrent runs on one index take turns: features are extracted first, then the index's write
+lock (``<index_dir>.lock``, waited for up to ``IndexProcess.lock_timeout`` seconds) is held
+from loading the index to saving it, so no run's items are lost. An image that cannot be used
+is named in the log and left out; the others are indexed and saved, then the run exits 3
+saying how many failed.
 """
 from __future__ import annotations
 
 import logging
 import os
 import sys
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -24,11 +30,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # first: our uti
 
 from ppfreeze.config.errors import ConfigError, did_you_mean  # noqa: E402
 from ppfreeze.config.loader import load_config  # noqa: E402
-from ppfreeze.data import transform  # noqa: E402
+from ppfreeze.config.expr import to_number  # noqa: E402
 from ppfreeze.retrieval import GalleryIndex, read_gallery_file  # noqa: E402
-from ppfreeze.utils.images import batched, read_bytes  # noqa: E402
+from ppfreeze.retrieval.lock import DEFAULT_LOCK_TIMEOUT, index_lock  # noqa: E402
+from ppfreeze.utils.images import batched, preprocess_images  # noqa: E402
 from ppfreeze.utils.io import file_sha256  # noqa: E402
-from utils import build_pipeline, run_deploy  # noqa: E402
+from utils import ImageFailures, build_pipeline, run_deploy  # noqa: E402
 
 logger = logging.getLogger("deploy")
 
@@ -41,13 +48,17 @@ GLOBAL_DEFAULTS: Dict[str, Any] = {
 INDEX_DEFAULTS: Dict[str, Any] = {
     "image_root": "", "data_file": None, "index_dir": None, "index_method": "HNSW32", "dist_type": "IP",
     "embedding_size": None, "delimiter": "\t", "index_operation": "new", "return_k": 5, "score_thres": None,
+    # PaddleClas: the batch size of gallery feature extraction (default: Global.batch_size)
+    "batch_size": None,
+    # ours: seconds to wait for another writer of index_dir (0: fail at once)
+    "lock_timeout": DEFAULT_LOCK_TIMEOUT,
 }
 OPERATIONS = ("new", "append", "remove")
 SECTIONS = ("Global", "IndexProcess", "RecPreProcess")
 # PaddleClas's inference_general.yaml also drives its detector; those sections do nothing here.
 IGNORED_SECTIONS = ("DetPreProcess", "DetPostProcess", "RecPostProcess")
 IGNORED_GLOBAL_KEYS = ("det_inference_model_dir", "rec_nms_thresold", "threshold", "max_det_results",
-                       "labe_list", "label_list", "image_shape", "enable_benchmark", "enable_profile")
+                       "labe_list", "label_list", "image_shape", "enable_benchmark", "enable_profile", "benchmark")
 
 
 # ----------------------------------------------------------------------------- shared with predict_rec
@@ -71,8 +82,15 @@ def load_rec_config(path: str, overrides: Optional[List[str]], required: List[st
         section, key = name.split(".")
         if cfg[section].get(key) in (None, ""):
             raise ConfigError(name, f"not set in {path}", f"add -o {name}=...")
-    if cfg["Global"]["batch_size"] < 1:
-        raise ConfigError("Global.batch_size", f"must be >= 1, got {cfg['Global']['batch_size']}")
+    for name in ("Global.batch_size", "IndexProcess.batch_size"):
+        section, key = name.split(".")
+        value = cfg[section][key]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(name, f"expected an integer >= 1, got {value!r}")
+    timeout = to_number(cfg["IndexProcess"]["lock_timeout"], "IndexProcess.lock_timeout")
+    if not timeout >= 0:
+        raise ConfigError("IndexProcess.lock_timeout", f"expected seconds >= 0, got {timeout!r}")
+    cfg["IndexProcess"]["lock_timeout"] = timeout
     return cfg
 
 
@@ -92,29 +110,47 @@ def _with_defaults(section: Any, defaults: Dict[str, Any], name: str, path: str,
 
 
 class FeatureExtractor:
-    """Image paths -> L2-normalised features with the exported model and its preprocessing."""
+    """Image paths -> L2-normalised features with the exported model and its preprocessing.
 
-    def __init__(self, cfg: Dict[str, Any]):
+    Args:
+        batch_size: images per predictor run (default ``Global.batch_size``).
+    """
+
+    def __init__(self, cfg: Dict[str, Any], batch_size: Optional[int] = None):
         from predictor import Predictor
         glob = cfg["Global"]
         model_dir = glob["rec_inference_model_dir"]
+        self.batch_size = batch_size or glob["batch_size"]
         self.ops, _ = build_pipeline({"PreProcess": cfg.get("RecPreProcess")}, model_dir)
         self.predictor = Predictor(model_dir, use_gpu=glob["use_gpu"], gpu_mem=glob["gpu_mem"], gpu_id=glob["gpu_id"],
                                    enable_mkldnn=glob["enable_mkldnn"], cpu_num_threads=glob["cpu_num_threads"],
                                    use_fp16=glob["use_fp16"], use_tensorrt=glob["use_tensorrt"],
                                    use_onnx=glob["use_onnx"], ir_optim=glob["ir_optim"],
-                                   max_batch_size=glob["batch_size"])
-        self.batch_size = glob["batch_size"]
+                                   max_batch_size=self.batch_size)
         self.model_hash = weights_hash(self.predictor.files)
 
-    def __call__(self, paths: List[str], progress: Optional[Callable[[int, int], None]] = None) -> np.ndarray:
-        feats = []
+    def batches(self, paths: List[str]) -> Iterator[Tuple[List[str], np.ndarray, List[Tuple[str, str]]]]:
+        """Per batch: ``(paths used, their features [n, D], [(path, what was wrong), ...])``.
+
+        An image that cannot be used is reported and left out; the others go on.
+        """
         for chunk in batched(list(paths), self.batch_size):
-            batch = np.stack([transform(read_bytes(p), self.ops) for p in chunk])
-            feats.append(np.asarray(self.predictor.run(batch), dtype=np.float32).reshape(len(chunk), -1))
-            if progress:
-                progress(sum(len(f) for f in feats), len(paths))
-        return l2_normalize(np.concatenate(feats)) if feats else np.empty((0, 0), np.float32)
+            arrays, good, failed = preprocess_images(chunk, self.ops)
+            feats = np.empty((0, 0), np.float32)
+            if arrays:
+                feats = np.asarray(self.predictor.run(np.stack(arrays)), dtype=np.float32).reshape(len(good), -1)
+                feats = l2_normalize(feats)
+            yield good, feats, failed
+
+    def __call__(self, paths: List[str]) -> np.ndarray:
+        """Features of every path, in order (``Searcher.search_images``); any unusable image raises."""
+        feats = []
+        for _, batch_feats, failed in self.batches(paths):
+            if failed:
+                path, reason = failed[0]
+                raise ValueError(f"cannot use image {path}: {reason}")
+            feats.append(batch_feats)
+        return np.concatenate(feats) if feats else np.empty((0, 0), np.float32)
 
 
 def l2_normalize(feats: np.ndarray) -> np.ndarray:
@@ -149,21 +185,48 @@ def build_gallery(cfg: Dict[str, Any]) -> GalleryIndex:
                           did_you_mean(str(operation), OPERATIONS).strip() or None)
     entries = read_gallery_file(ip["data_file"], ip["image_root"], ip["delimiter"],
                                 check_images=operation != "remove")
-    extractor = FeatureExtractor(cfg)
-    if operation == "new":
-        index = GalleryIndex.create(ip["embedding_size"], ip["index_method"], ip["dist_type"])
-    else:
-        index = GalleryIndex.load(ip["index_dir"], extractor.model_hash, ip["embedding_size"])
-    if operation == "remove":
-        removed = index.remove(labels=[label for _, label in entries])
-        logger.info("removed %d items (%d labels listed)", removed, len({label for _, label in entries}))
-    else:
-        feats = extractor([path for path, _ in entries], progress_bar)
-        index.add(feats, [label for _, label in entries])
-    index.save(ip["index_dir"], model_hash=extractor.model_hash)
+    if not entries:
+        raise ConfigError("IndexProcess.data_file", f"{ip['data_file']} lists no images")
+    extractor = FeatureExtractor(cfg, ip["batch_size"])
+    failures = ImageFailures()
+    if operation != "remove":   # the slow part, before taking the lock
+        feats, labels = _extract(extractor, entries, failures)
+        if not labels:
+            failures.raise_if_any(len(entries), f"{ip['index_dir']} was left as it was")
+    with index_lock(ip["index_dir"], ip["lock_timeout"]):   # load -> change -> save: one writer at a time
+        if operation == "new":
+            index = GalleryIndex.create(ip["embedding_size"], ip["index_method"], ip["dist_type"])
+        else:
+            index = GalleryIndex.load(ip["index_dir"], extractor.model_hash, ip["embedding_size"])
+        if operation == "remove":
+            removed = index.remove(labels=[label for _, label in entries])
+            logger.info("removed %d items (%d labels listed)", removed, len({label for _, label in entries}))
+        else:
+            index.add(feats, labels)
+        index.save(ip["index_dir"], model_hash=extractor.model_hash, lock_timeout=ip["lock_timeout"])
     logger.info("%s: %d items in %s (%s, %s)", operation, len(index), ip["index_dir"], ip["index_method"],
                 ip["dist_type"])
+    failures.raise_if_any(len(entries), f"the other {len(entries) - len(failures.failed)} were indexed and "
+                                        f"{ip['index_dir']} saved")
     return index
+
+
+def _extract(extractor: FeatureExtractor, entries: List[Tuple[str, str]],
+             failures: ImageFailures) -> Tuple[np.ndarray, List[str]]:
+    """Features and labels of the usable gallery images (the others go to ``failures``)."""
+    feats, labels, done = [], [], 0
+    for chunk in batched(entries, extractor.batch_size):
+        for good, batch_feats, failed in extractor.batches([path for path, _ in chunk]):
+            failures.add(failed)
+            bad = {path for path, _ in failed}
+            if good:
+                feats.append(batch_feats)
+                labels.extend(label for path, label in chunk if path not in bad)
+        done += len(chunk)
+        progress_bar(done, len(entries))
+    if not feats:
+        return np.empty((0, 0), np.float32), []
+    return np.concatenate(feats), labels
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -5,7 +5,9 @@
 
 Preprocessing and Top-k post-processing come from the model's inference.yml unless the deploy
 config has PreProcess / PostProcess sections. Prints one line per image; Global.save_results
-writes them as JSON.
+writes them as JSON Lines, batch by batch. An image that cannot be used (unreadable, damaged)
+is named in the log (and in the results, with its "error"), the others are still predicted,
+and the run exits 3 at the end, saying how many failed.
 """
 from __future__ import annotations
 
@@ -20,10 +22,8 @@ import numpy as np
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # first: our utils.py / predictor.py
 
-from ppfreeze.data import transform  # noqa: E402
-from ppfreeze.utils.images import batched, list_images, read_bytes  # noqa: E402
-from ppfreeze.utils.io import atomic_write_json  # noqa: E402
-from utils import build_pipeline, load_deploy_config, run_deploy  # noqa: E402
+from ppfreeze.utils.images import batched, list_images, preprocess_images  # noqa: E402
+from utils import ImageFailures, ResultWriter, build_pipeline, load_deploy_config, run_deploy  # noqa: E402
 
 logger = logging.getLogger("deploy")
 
@@ -47,25 +47,35 @@ def _format(result: Dict[str, Any]) -> str:
 
 
 def predict(cfg: Dict[str, Any]) -> List[Dict[str, Any]]:
-    """Run preprocess -> predictor -> post-process over ``Global.infer_imgs``; returns one dict per image."""
+    """Run preprocess -> predictor -> post-process over ``Global.infer_imgs``; returns one dict per image.
+
+    Images that cannot be used are skipped (and reported); a DataIntegrityError at the end
+    says how many, after every other image was predicted and saved.
+    """
     glob = cfg["Global"]
     ops, post = build_pipeline(cfg, glob["inference_model_dir"])
     predictor = build_predictor(glob)
     logger.info("backend: %s", predictor.backend)
+    paths = list_images(glob["infer_imgs"], "Global.infer_imgs")
     results: List[Dict[str, Any]] = []
     timer = _Timer()
-    for paths in batched(list_images(glob["infer_imgs"], "Global.infer_imgs"), glob["batch_size"]):
-        batch = timer.time("preprocess", lambda: np.stack([transform(read_bytes(p), ops) for p in paths]))
-        output = timer.time("inference", lambda: predictor.run(batch))
-        batch_results = timer.time("postprocess", lambda: _postprocess(post, output, paths))
-        for r in batch_results:
-            print(_format(r))
-        results.extend(batch_results)
+    with ResultWriter(glob.get("save_results")) as writer:
+        failures = ImageFailures(writer)
+        for chunk in batched(paths, glob["batch_size"]):
+            arrays, good, failed = timer.time("preprocess", lambda: preprocess_images(chunk, ops))
+            failures.add(failed)
+            if not arrays:
+                continue
+            output = timer.time("inference", lambda: predictor.run(np.stack(arrays)))
+            batch_results = timer.time("postprocess", lambda: _postprocess(post, output, good))
+            for r in batch_results:
+                print(_format(r))
+            writer.write(batch_results)
+            results.extend(batch_results)
     if glob["enable_benchmark"]:
         print(timer.summary(len(results)))
-    if glob.get("save_results"):
-        atomic_write_json(glob["save_results"], results)
-        logger.info("results saved to %s", glob["save_results"])
+    saved = f", saved to {glob['save_results']}" if glob.get("save_results") else ""
+    failures.raise_if_any(len(paths), f"the other {len(results)} were predicted{saved}")
     return results
 
 

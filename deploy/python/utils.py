@@ -6,17 +6,18 @@ these sections overrides them (a log line says so). Pure Python: no paddle, no t
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 
 from ppfreeze.config.errors import ConfigError, did_you_mean  # noqa: E402
 from ppfreeze.config.loader import load_config  # noqa: E402
 from ppfreeze.config.schema import check_typed_keys  # noqa: E402
-from ppfreeze.errors import PPFreezeError, report  # noqa: E402
+from ppfreeze.errors import DataIntegrityError, PPFreezeError, report  # noqa: E402
 from ppfreeze.data import POSTPROCESS, create_operators  # noqa: E402
 from ppfreeze.export.inference_yml import read_inference_yml  # noqa: E402
 from ppfreeze.utils.builder import split_component  # noqa: E402
@@ -32,7 +33,8 @@ GLOBAL_DEFAULTS: Dict[str, Tuple[tuple, Any]] = {
     "use_tensorrt": ((bool,), False), "use_onnx": ((bool,), False), "ir_optim": ((bool,), True),
     "enable_benchmark": ((bool,), False), "save_results": (_OPT_STR, None),
 }
-IGNORED_GLOBAL_KEYS = ("enable_profile", "enable_calib")  # PaddleClas keys without an effect here
+# PaddleClas keys without an effect here (``benchmark``: its auto_log timing, see enable_benchmark)
+IGNORED_GLOBAL_KEYS = ("enable_profile", "enable_calib", "benchmark")
 SECTIONS = ("Global", "PreProcess", "PostProcess")
 REQUIRED = ("infer_imgs", "inference_model_dir")
 
@@ -120,3 +122,68 @@ def run_deploy(description: str, load: Callable[[Any], Dict[str, Any]], job: Cal
     except PPFreezeError as e:
         return report(e)
     return 0
+
+
+class ResultWriter:
+    """``Global.save_results``: JSON Lines, one object per image, flushed to disk after every batch.
+
+    A failure later in the run (a bad image, a crash, Ctrl-C) never discards what was already
+    written. An existing file is replaced (a warning says so). ``path`` None writes nothing.
+    """
+
+    def __init__(self, path: Optional[str]):
+        self.path = path
+        self.count = 0
+        self._file = None
+        if path:
+            if os.path.exists(path):
+                logger.warning("Global.save_results: %s exists and is overwritten", path)
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            self._file = open(path, "w", encoding="utf-8")
+
+    def write(self, records: Iterable[Dict[str, Any]]) -> None:
+        """Append ``records`` and push them to disk."""
+        if self._file is None:
+            return
+        for record in records:
+            self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
+            self.count += 1
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+            logger.info("results saved to %s (%d lines, JSON Lines)", self.path, self.count)
+
+    def __enter__(self) -> "ResultWriter":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class ImageFailures:
+    """Images a deploy tool could not use: each is logged (and written to the results) as it
+    happens; :meth:`raise_if_any` ends the run non-zero once the others are done."""
+
+    def __init__(self, writer: Optional[ResultWriter] = None):
+        self.writer = writer
+        self.failed: List[Tuple[str, str]] = []
+
+    def add(self, failed: List[Tuple[str, str]]) -> None:
+        for path, reason in failed:
+            logger.error("%s: cannot use this image: %s", path, reason)
+        self.failed.extend(failed)
+        if self.writer is not None:
+            self.writer.write({"file_name": path, "error": reason} for path, reason in failed)
+
+    def raise_if_any(self, total: int, done: str) -> None:
+        """Raise a DataIntegrityError naming the first failed image and how many failed of ``total``."""
+        if not self.failed:
+            return
+        path, reason = self.failed[0]
+        others = f" and {len(self.failed) - 1} more" if len(self.failed) > 1 else ""
+        raise DataIntegrityError(path, f"{reason}{others}: {len(self.failed)} of {total} images could not be "
+                                       f"used; {done}", "the log names every failed image")

@@ -10,7 +10,10 @@ from typing import Any, Union
 
 def _float_pow(base: float, exponent: float) -> float:
     # in floats, so 9**9**9 overflows at once instead of computing a huge integer for hours
-    return float(base) ** float(exponent)
+    result = float(base) ** float(exponent)
+    if isinstance(result, complex):   # (-8) ** 0.5
+        raise ValueError(f"{base} ** {exponent} is not a real number")
+    return result
 
 
 _OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
@@ -18,7 +21,7 @@ _OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
 
 
 def _eval(node: ast.AST) -> float:
-    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
         return node.value
     if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
         return _OPS[type(node.op)](_eval(node.left), _eval(node.right))

@@ -8,6 +8,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import yaml
 
+from ..utils.text import read_text
 from .errors import ConfigError, did_you_mean
 from .schema import validate_config
 
@@ -28,24 +29,62 @@ _Loader.add_implicit_resolver(
     list("-+0123456789."))
 
 
+def _check_no_duplicate_keys(loader: yaml.SafeLoader, node: yaml.MappingNode) -> None:
+    """A key given twice in one mapping is a mistake (PyYAML keeps the last silently).
+
+    ``<<`` merge keys are left to PyYAML: keys written next to a merge override it on purpose.
+    """
+    seen: Dict[Any, Any] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            first = seen.get(key)
+        except TypeError:   # an unhashable key: PyYAML reports it itself
+            continue
+        if first is not None:
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping", node.start_mark,
+                f"duplicate key {key!r} (first given on line {first.line + 1})", key_node.start_mark)
+        seen[key] = key_node.start_mark
+
+
+def _construct_yaml_map(loader: yaml.SafeLoader, node: yaml.MappingNode):
+    data: Dict[Any, Any] = {}
+    yield data
+    _check_no_duplicate_keys(loader, node)
+    data.update(loader.construct_mapping(node))
+
+
+_Loader.add_constructor("tag:yaml.org,2002:map", _construct_yaml_map)
+
+
 def yaml_load(text_or_stream) -> Any:
-    """``yaml.safe_load`` with the float fix above."""
+    """``yaml.safe_load`` with the float fix above; a duplicate key is a ``yaml.YAMLError``."""
     return yaml.load(text_or_stream, Loader=_Loader)
+
+
 DELETE_MARK = "_delete_"  # mmengine habit: ``_delete_: true`` replaces instead of merging
 
 
 def _read_yaml(path: str) -> Dict[str, Any]:
     if not os.path.isfile(path):
         raise ConfigError("", f"config file not found: {path}", "check the path given to -c / _BASE_")
-    with open(path, "r", encoding="utf-8") as f:
-        try:
-            data = yaml_load(f)
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else path
-            problem = getattr(e, "problem", None) or str(e)
-            raise ConfigError("", f"YAML syntax error in {where}: {problem}",
-                              "check indentation and that every 'key: value' has a space after ':'") from e
+    text = read_text(path, "")
+    try:
+        data = yaml_load(text)
+    except (ValueError, OverflowError) as e:   # a constructor's, e.g. the date 2001-13-45
+        raise ConfigError("", f"YAML value error in {path}: {e}", "quote the value to keep it a string") from e
+    except RecursionError as e:
+        raise ConfigError("", f"YAML error in {path}: nested too deeply") from e
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else path
+        problem = getattr(e, "problem", None) or str(e)
+        hint = ("remove one of the two" if "duplicate key" in problem else
+                "check indentation and that every 'key: value' has a space after ':'")
+        raise ConfigError("", f"YAML error in {where}: {problem}", hint) from e
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -74,8 +113,11 @@ def _load_with_bases(path: str, chain: Sequence[str] = ()) -> Dict[str, Any]:
     bases = data.pop(BASE_KEY, None)
     if bases is None:
         return data
+    bases = [bases] if isinstance(bases, str) else bases
+    if not isinstance(bases, list) or not all(isinstance(base, str) and base for base in bases):
+        raise ConfigError(BASE_KEY, f"{path}: expected a path or a list of paths, got {bases!r}")
     merged: Dict[str, Any] = {}
-    for base in [bases] if isinstance(bases, str) else bases:
+    for base in bases:
         base_path = base if os.path.isabs(base) else os.path.join(os.path.dirname(path), base)
         if not os.path.isfile(base_path):
             raise ConfigError(BASE_KEY, f"{path}: base config '{base}' not found (looked at {base_path})",
@@ -98,7 +140,7 @@ def parse_override(text: str) -> tuple:
         raise ConfigError("-o", f"override '{text}' has an empty key part", "write it as Key.sub=value")
     try:
         value = yaml_load(raw) if raw.strip() != "" else ""
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError, OverflowError, RecursionError):
         value = raw  # not valid YAML: keep the raw string (e.g. a path with ': ')
     return key.split("."), value
 
@@ -109,10 +151,10 @@ def _set_path(cfg: Any, parts: List[str], value: Any, full_key: str) -> None:
         last = i == len(parts) - 1
         parent = ".".join(parts[:i])
         if isinstance(node, list):
-            if not part.lstrip("-").isdigit():
+            idx = _list_index(part)
+            if idx is None:
                 raise ConfigError(full_key, f"'{parent}' is a list; '{part}' is not an index",
                                   f"use a number 0..{len(node) - 1}")
-            idx = int(part)
             if not -len(node) <= idx < len(node):
                 raise ConfigError(full_key, f"index {idx} out of range for list '{parent}' of length {len(node)}")
             if last:
@@ -130,6 +172,14 @@ def _set_path(cfg: Any, parts: List[str], value: Any, full_key: str) -> None:
             node = node[part]
 
 
+def _list_index(part: str) -> Optional[int]:
+    """``part`` as a list index ("0", "-1"), or None when it is not one."""
+    digits = part[1:] if part.startswith("-") else part
+    if not digits or len(digits) > 18 or not all(c in "0123456789" for c in digits):
+        return None
+    return int(part)
+
+
 def apply_overrides(cfg: Dict[str, Any], overrides: Optional[Sequence[str]]) -> Dict[str, Any]:
     """Apply ``-o`` overrides in order and return the config (modified in place)."""
     for text in overrides or []:
@@ -142,8 +192,9 @@ def get_by_path(cfg: Dict[str, Any], path: str, default: Any = None) -> Any:
     """Read ``A.b.0.c`` from a nested config, returning ``default`` when absent."""
     node: Any = cfg
     for part in path.split("."):
-        if isinstance(node, list) and part.lstrip("-").isdigit() and -len(node) <= int(part) < len(node):
-            node = node[int(part)]
+        idx = _list_index(part) if isinstance(node, list) else None
+        if idx is not None and -len(node) <= idx < len(node):
+            node = node[idx]
         elif isinstance(node, dict) and part in node:
             node = node[part]
         else:

@@ -42,6 +42,29 @@ UNSUPPORTED_TRAIN_MODES = {"fixmatch": "FixMatch semi-supervised training", "fix
 # PaddleClas Global keys we accept but do not act on (a warning says so).
 IGNORED_GLOBAL_KEYS = ("use_dali", "re_ranking", "distributed", "pretrained", "infer_imgs",
                        "save_inference_freq", "use_fp16", "platform")
+MAX_CLASS_NUM = 2 ** 31 - 1   # Paddle sizes layers with int32
+MAX_SEED = 2 ** 63 - 1        # paddle.seed takes an int64
+
+# Keys of the component sections, as PaddleClas's configs (ppcls/configs) use them. Component
+# names and arguments below these levels are checked when the components are built.
+SECTION_KEYS: Dict[str, Tuple[str, ...]] = {
+    "Loss": ("Train", "Eval"),
+    "Metric": ("Train", "Eval"),
+    "DataLoader": ("Train", "Eval"),
+    "Infer": ("infer_imgs", "batch_size", "transforms", "PostProcess"),
+}
+LOADER_KEYS = ("dataset", "sampler", "loader")
+RETRIEVAL_SIDES = ("Query", "Gallery")
+# PaddleClas keys of features ppfreeze does not implement: refused with the reason, never ignored.
+UNSUPPORTED_KEYS = {
+    "Loss.Basic": "MetaBIN's meta-learning losses are not implemented",
+    "Loss.MetaTrain": "MetaBIN's meta-learning losses are not implemented",
+    "Loss.MetaTest": "MetaBIN's meta-learning losses are not implemented",
+    "DataLoader.Metalearning": "MetaBIN's meta-learning loader is not implemented",
+    "DataLoader.UnLabelTrain": "semi-supervised training (FixMatch, CCSSL) is not implemented",
+    "DataLoader.mean": "PaddleClas's semi-supervised (CCSSL) configs carry it; that training is not implemented",
+    "DataLoader.std": "PaddleClas's semi-supervised (CCSSL) configs carry it; that training is not implemented",
+}
 
 
 def _type_names(types: Tuple[type, ...]) -> str:
@@ -96,3 +119,52 @@ def validate_config(cfg: Dict[str, Any], source: str = "") -> None:
     for key in ("epochs", "save_interval", "eval_interval", "print_batch_step"):
         if key in glob and glob[key] < 1:
             raise ConfigError(f"Global.{key}", f"must be >= 1, got {glob[key]}")
+    for key in ("max_train_steps", "max_eval_steps"):  # 0 used to mean "no limit": say null for that
+        if glob.get(key) is not None and glob[key] < 1:
+            raise ConfigError(f"Global.{key}", f"must be >= 1, got {glob[key]}", "null (the default) means no limit")
+    if glob.get("seed") is not None and not 0 <= glob["seed"] <= MAX_SEED:
+        raise ConfigError("Global.seed", f"must be between 0 and 2**63-1, got {glob['seed']}",
+                          "null means the default seed 0")
+    if glob.get("class_num") is not None and not 1 <= glob["class_num"] <= MAX_CLASS_NUM:
+        raise ConfigError("Global.class_num", f"must be between 1 and 2**31-1, got {glob['class_num']}")
+    for section in SECTION_KEYS:
+        if section in cfg:
+            _check_section_keys(cfg[section], section, where)
+
+
+def _check_section_keys(value: Any, section: str, where: str) -> None:
+    """Unknown keys in Loss / Metric / DataLoader / Infer are mistakes, not silently ignored."""
+    known = SECTION_KEYS[section]
+    if not isinstance(value, dict):
+        raise ConfigError(section, f"expected a mapping with keys such as {', '.join(known)}{where}, "
+                                   f"got {type(value).__name__} {value!r}")
+    for name in value:
+        _check_known(name, known, section, where)
+    if section != "DataLoader":
+        return
+    for mode, mode_cfg in value.items():
+        key = f"DataLoader.{mode}"
+        if not isinstance(mode_cfg, dict):
+            raise ConfigError(key, f"expected a mapping with {', '.join(LOADER_KEYS)}{where}, got {mode_cfg!r}")
+        sides = [side for side in RETRIEVAL_SIDES if side in mode_cfg]
+        if mode == "Eval" and sides:   # retrieval: Eval.Query and Eval.Gallery are loader sections
+            for name in mode_cfg:
+                _check_known(name, RETRIEVAL_SIDES, key, where)
+            for side in sides:
+                if not isinstance(mode_cfg[side], dict):
+                    raise ConfigError(f"{key}.{side}", f"expected a mapping with {', '.join(LOADER_KEYS)}{where}, "
+                                                       f"got {mode_cfg[side]!r}")
+                for name in mode_cfg[side]:
+                    _check_known(name, LOADER_KEYS, f"{key}.{side}", where)
+        else:
+            for name in mode_cfg:
+                _check_known(name, LOADER_KEYS, key, where)
+
+
+def _check_known(name: Any, known: Tuple[str, ...], parent: str, where: str) -> None:
+    key = f"{parent}.{name}"
+    if key in UNSUPPORTED_KEYS:
+        raise ConfigError(key, f"{UNSUPPORTED_KEYS[key]}{where}", "remove it; ppfreeze would otherwise ignore it")
+    if name not in known:
+        raise ConfigError(key, f"unknown key{where}",
+                          f"accepted: {', '.join(known)}.{did_you_mean(str(name), known)}")

@@ -12,6 +12,8 @@ import numpy as np
 import paddle
 
 from ..config.errors import ConfigError
+from ..utils.text import iter_text_lines
+from .failures import BadImageError
 from .preprocess import DecodeImage, create_operators, outputs_channel_first, transform
 from .registry import DATASETS
 
@@ -32,16 +34,15 @@ class LabelLine:
 def iter_list_lines(list_path: str, key: str) -> Iterator[Tuple[int, str]]:
     """Yield ``(line_no, stripped line)`` for the non-blank lines of a list file.
 
-    A missing file is a ConfigError on ``key``.
+    A missing file, or one that is not UTF-8 (a BOM is fine), is a ConfigError on ``key``.
     """
     if not isinstance(list_path, str) or not os.path.isfile(list_path):
         raise ConfigError(key, f"list file {list_path!r} does not exist",
                           "check the path; relative paths are resolved from the current directory")
-    with open(list_path, "r", encoding="utf-8") as f:
-        for line_no, raw in enumerate(f, start=1):
-            line = raw.strip()
-            if line:
-                yield line_no, line
+    for line_no, raw in iter_text_lines(list_path, key):
+        line = raw.strip()
+        if line:
+            yield line_no, line
 
 
 def split_fields(line: str, delimiter: Optional[str]) -> List[str]:
@@ -119,20 +120,23 @@ def finish_image(img: Any, transposes: bool) -> np.ndarray:
 
 
 def read_image_bytes(path: str, where: str) -> bytes:
-    """The raw bytes of an image file; an unreadable file names where it was listed."""
+    """The raw bytes of an image file; an unreadable file is a :class:`BadImageError` naming where it was listed."""
     try:
         with open(path, "rb") as f:
             return f.read()
     except OSError as e:
-        raise ValueError(f"cannot read image {path} ({where}): {e}") from e
+        raise BadImageError(path, where, f"cannot read it ({e.strerror or e})") from e
 
 
 def apply_ops(data: Any, ops: Sequence[Callable], path: str, where: str) -> Any:
-    """``transform(data, ops)``; a failure names the image and where it was listed."""
+    """``transform(data, ops)``; an image the ops cannot handle (undecodable, damaged, too
+    small for a crop) is a :class:`BadImageError` naming the file and where it was listed."""
     try:
         return transform(data, ops)
+    except (ConfigError, BadImageError):
+        raise
     except (OSError, ValueError) as e:
-        raise ValueError(f"cannot load image {path} ({where}): {e}") from e
+        raise BadImageError(path, where, str(e)) from e
 
 
 def build_ops(transform_ops: Optional[List[Any]], key: str = "transform_ops",

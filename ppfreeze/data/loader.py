@@ -1,5 +1,12 @@
 """``build_dataloader``: the PaddleClas ``DataLoader.<mode>`` section -> ``paddle.io.DataLoader``.
 
+Failures never hang: an exception raised while loading a sample would leave Paddle's loader
+waiting forever (see ``failures.py``), so it is caught where the sample is loaded, carried to
+the main process with the batch, and raised there (:class:`CheckedDataLoader`). A bad image
+file (unreadable, empty, undecodable, a truncated or corrupt JPEG) stops the run naming the
+file and its list line, or, with ``dataset.skip_bad_images: true``, is dropped from its batch
+(a batch left with no sample is skipped) and counted in the log.
+
 Reproducibility: the shuffle order comes from ``(seed, epoch)`` (see ``sampler.py``) and
 every sample's random augmentation from ``(seed, epoch, index)``: Python's ``random`` and
 numpy's global RNG are reseeded right before a sample is transformed, in whichever process
@@ -11,6 +18,7 @@ Call :func:`set_loader_epoch` before each epoch.
 from __future__ import annotations
 
 import inspect
+import logging
 import random
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
@@ -20,15 +28,20 @@ import paddle
 from paddle.io.dataloader.collate import default_collate_fn
 
 from ..config.errors import ConfigError, check_mapping, did_you_mean
+from ..errors import DataIntegrityError
 from ..utils.builder import split_component
 # imported for their registrations (datasets, samplers)
 from . import cifar as _cifar, dataset as _dataset, multi_scale as _multi_scale  # noqa: F401
 from . import multilabel_dataset as _multilabel_dataset, reid_dataset as _reid_dataset  # noqa: F401
 from .batch_ops import build_batch_op
+from .failures import BatchStatus, SampleFailure
 from .registry import DATASETS, SAMPLERS
 from .sampler import derive_seed
 
+logger = logging.getLogger("ppfreeze")
+
 _LOADER_DEFAULTS = {"num_workers": 0, "use_shared_memory": True}
+SKIP_KEY = "skip_bad_images"
 
 
 class EpochSeededDataset(paddle.io.Dataset):
@@ -71,7 +84,10 @@ class EpochSeededDataset(paddle.io.Dataset):
         sample_seed = derive_seed(self.seed, self.epoch, index)
         random.seed(sample_seed)
         np.random.seed(sample_seed)
-        sample = tuple(self.dataset[idx])
+        try:
+            sample = tuple(self.dataset[idx])
+        except Exception as error:  # noqa: BLE001  escaping here hangs Paddle's loader; re-raised in the main process
+            return SampleFailure.capture(error, index)
         if self.return_index:
             sample += (np.int64(index),)
         if self.return_seed:
@@ -84,24 +100,109 @@ _BATCH_SEED_DOMAIN = 0xBA7C5EED
 
 
 class BatchTransformCollate:
-    """Apply PaddleClas batch ops (``dataset.batch_transform_ops``) to a list of samples, then stack.
+    """Stack a list of samples into a batch, after PaddleClas batch ops (``dataset.batch_transform_ops``).
 
-    Each sample ends with its seed (``EpochSeededDataset.return_seed``); the seeds are stripped
-    and ``random`` / numpy's global RNG are reseeded from all of them before the ops run, so
-    the ops' draws depend only on the batch, not on the process or what ran before.
+    With batch ops each sample ends with its seed (``EpochSeededDataset.return_seed``); the seeds
+    are stripped and ``random`` / numpy's global RNG are reseeded from all of them before the ops
+    run, so the ops' draws depend only on the batch, not on the process or what ran before.
+
+    Never raises (see the module docstring): a failed sample (:class:`SampleFailure`) is dropped
+    when ``skip_bad_images`` allows it, otherwise the batch becomes a fatal :class:`BatchStatus`
+    that :class:`CheckedDataLoader` raises in the main process.
     """
 
-    def __init__(self, batch_ops: Sequence[Callable]):
+    def __init__(self, batch_ops: Sequence[Callable], skip_bad_images: bool = False):
         self.batch_ops = list(batch_ops)
+        self.skip_bad_images = skip_bad_images
 
     def __call__(self, batch: List[Any]) -> Any:
-        seed = derive_seed(_BATCH_SEED_DOMAIN, *(int(sample[-1]) for sample in batch))
-        batch = [tuple(sample[:-1]) for sample in batch]
-        random.seed(seed)
-        np.random.seed(seed)
-        for op in self.batch_ops:
-            batch = op(batch)
-        return default_collate_fn(batch)
+        failures = [s for s in batch if isinstance(s, SampleFailure)]
+        if failures:
+            fatal = [f for f in failures if not (self.skip_bad_images and f.skippable)]
+            if fatal:
+                return _status_batch(BatchStatus(fatal[:1], fatal=True))
+            batch = [s for s in batch if not isinstance(s, SampleFailure)]
+            if not batch:
+                return _status_batch(BatchStatus(failures, empty=True))
+        try:
+            if self.batch_ops:
+                seed = derive_seed(_BATCH_SEED_DOMAIN, *(int(sample[-1]) for sample in batch))
+                batch = [tuple(sample[:-1]) for sample in batch]
+                random.seed(seed)
+                np.random.seed(seed)
+                for op in self.batch_ops:
+                    batch = op(batch)
+            stacked = default_collate_fn(batch)
+        except Exception as error:  # noqa: BLE001  same reason as EpochSeededDataset.__getitem__
+            return _status_batch(BatchStatus([SampleFailure.capture(error, None)], fatal=True))
+        return list(stacked) + [BatchStatus(failures)] if failures else stacked
+
+
+def _status_batch(status: BatchStatus) -> List[Any]:
+    # Paddle's queue wants at least one array per batch; the status itself travels as structure
+    return [np.zeros((1,), dtype=np.uint8), status]
+
+
+class CheckedDataLoader(paddle.io.DataLoader):
+    """``paddle.io.DataLoader`` whose iteration raises loading failures in the main process.
+
+    Args:
+        key: the config section (``DataLoader.Train``), for messages.
+        skip_bad_images: skip (and count) bad image files instead of stopping.
+        **kwargs: ``paddle.io.DataLoader`` arguments.
+    """
+
+    def __init__(self, dataset: Any, key: str, skip_bad_images: bool = False, **kwargs: Any):
+        super().__init__(dataset, **kwargs)
+        self.key = key
+        self.skip_bad_images = skip_bad_images
+        self.bad_images: Dict[str, str] = {}   # path -> what was wrong, for every image skipped so far
+        self.skipped_in_last_pass = 0
+
+    def __iter__(self) -> Iterator[Any]:
+        return self._checked(super().__iter__())
+
+    def __call__(self) -> Iterator[Any]:
+        return self.__iter__()
+
+    def _checked(self, batches: Any) -> Iterator[Any]:
+        self.skipped_in_last_pass = 0
+        try:
+            for batch in batches:
+                status = batch[-1] if isinstance(batch, list) and batch and isinstance(batch[-1], BatchStatus) else None
+                if status is None:
+                    yield batch
+                    continue
+                if status.fatal:
+                    raise status.failures[0].to_exception(f"{self.key}.dataset.{SKIP_KEY}")
+                self._note_skipped(status.failures)
+                if status.empty:
+                    self._check_can_drop_batch(status)
+                    continue
+                yield batch[:-1]
+        finally:
+            shutdown = getattr(batches, "_try_shutdown_all", None)
+            if shutdown is not None:
+                shutdown()   # stop the reader thread / workers now, not at garbage collection
+            if self.skipped_in_last_pass:
+                logger.warning("%s: skipped %d bad image(s) in this pass (%d distinct so far; %s: true)",
+                               self.key, self.skipped_in_last_pass, len(self.bad_images), SKIP_KEY)
+
+    def _note_skipped(self, failures: List[SampleFailure]) -> None:
+        self.skipped_in_last_pass += len(failures)
+        for failure in failures:
+            path = failure.fields["path"]
+            if path not in self.bad_images:
+                self.bad_images[path] = failure.describe()
+                logger.warning("%s: skipping bad image %s", self.key, failure.describe())
+
+    def _check_can_drop_batch(self, status: BatchStatus) -> None:
+        # data-parallel ranks must take the same number of steps: one rank cannot drop a batch
+        if paddle.distributed.get_world_size() > 1:
+            raise DataIntegrityError(status.failures[0].fields["path"],
+                                     f"every image of a batch is bad ({len(status.failures)} of them, e.g. "
+                                     f"{status.failures[0].describe()}); a data-parallel rank cannot skip a "
+                                     f"whole batch", "remove the bad images from the list")
 
 
 def build_dataloader(cfg: Dict[str, Any], mode: str, seed: int = 0,
@@ -124,6 +225,9 @@ def build_dataloader(cfg: Dict[str, Any], mode: str, seed: int = 0,
     mode_key = f"{key}.{mode}"
     dataset_cfg = dict(_required(section, "dataset", mode_key))
     batch_ops_cfg = dataset_cfg.pop("batch_transform_ops", None)
+    skip_bad_images = dataset_cfg.pop(SKIP_KEY, False)
+    if not isinstance(skip_bad_images, bool):
+        raise ConfigError(f"{mode_key}.dataset.{SKIP_KEY}", f"expected true or false, got {skip_bad_images!r}")
     dataset = EpochSeededDataset(_build_dataset(dataset_cfg, f"{mode_key}.dataset", seed), seed)
     sampler = _build_sampler(_required(section, "sampler", mode_key), f"{mode_key}.sampler", dataset, seed)
     options = _loader_options(section.get("loader"), f"{mode_key}.loader")
@@ -133,12 +237,14 @@ def build_dataloader(cfg: Dict[str, Any], mode: str, seed: int = 0,
     if batch_ops:
         _check_even_batches(batch_ops, sampler, f"{mode_key}.sampler")
         dataset.return_seed = True
-    return paddle.io.DataLoader(
+    return CheckedDataLoader(
         dataset,
+        key=mode_key,
+        skip_bad_images=skip_bad_images,
         batch_sampler=sampler,
         num_workers=options["num_workers"],
         use_shared_memory=options["use_shared_memory"],
-        collate_fn=BatchTransformCollate(batch_ops) if batch_ops else None,
+        collate_fn=BatchTransformCollate(batch_ops, skip_bad_images),
         return_list=True,
     )
 
@@ -208,6 +314,9 @@ def _make_cv2_fork_safe() -> None:
 
 
 def _mode_section(cfg: Any, mode: str, key: str) -> Dict[str, Any]:
+    if cfg is None:
+        raise ConfigError(key, "section is missing",
+                          f"add {key}: {{{mode}: {{dataset: ..., sampler: ..., loader: ...}}}}")
     if not isinstance(cfg, dict):
         raise ConfigError(key, f"expected a mapping with Train/Eval sections, got {type(cfg).__name__}")
     section = cfg.get(mode)

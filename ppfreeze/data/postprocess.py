@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from ..config.errors import ConfigError
+from ..utils.text import iter_text_lines
 from .registry import POSTPROCESS
 
 
@@ -23,20 +24,18 @@ def read_class_id_map(path: str, delimiter: Optional[str] = None,
         raise ConfigError(key, f"class id map file {path!r} does not exist")
     sep = " " if delimiter is None else delimiter
     id_map = {}
-    with open(path, "r", encoding="utf-8") as f:
-        for line_no, raw in enumerate(f, start=1):
-            line = raw.rstrip("\r\n")
-            if not line.strip():
-                continue
-            class_id, found, name = line.partition(sep)
-            try:
-                id_map[int(class_id)] = name.strip() if found else ""
-            except ValueError:
-                raise ConfigError(key, f"{path}:{line_no}: expected 'class_id{sep}name' with an integer id, "
-                                       f"got {line!r}") from None
-            if not found:
-                raise ConfigError(key, f"{path}:{line_no}: expected 'class_id{sep}name', got {line!r} "
-                                       f"(no {sep!r} separator)")
+    for line_no, line in iter_text_lines(path, key):
+        if not line.strip():
+            continue
+        class_id, found, name = line.partition(sep)
+        try:
+            id_map[int(class_id)] = name.strip() if found else ""
+        except ValueError:
+            raise ConfigError(key, f"{path}:{line_no}: expected 'class_id{sep}name' with an integer id, "
+                                   f"got {line!r}") from None
+        if not found:
+            raise ConfigError(key, f"{path}:{line_no}: expected 'class_id{sep}name', got {line!r} "
+                                   f"(no {sep!r} separator)")
     return id_map
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import paddle
 
 from ..config.errors import ConfigError
+from ..utils.text import iter_text_lines
 from .dataset import (LabelLine, apply_ops, build_ops, check_image_root, check_images_exist, finish_image,
                       iter_list_lines, parse_int, read_image_bytes, relabel_map, split_fields)
 from .preprocess import DecodeImage, outputs_channel_first
@@ -250,8 +251,7 @@ class CompCars(paddle.io.Dataset):
         listed = f"for {sample.path} (listed at {self.cls_label_path}:{sample.line_no})"
         if not os.path.isfile(box_file):
             raise ConfigError("label_root", f"box file {box_file} {listed} does not exist")
-        with open(box_file, "r", encoding="utf-8") as f:
-            lines = [ln for ln in f.read().splitlines() if ln.strip()]
+        lines = [ln for _, ln in iter_text_lines(box_file, "label_root") if ln.strip()]
         fields = lines[-1].split() if lines else []
         try:
             box = [int(v) for v in fields]

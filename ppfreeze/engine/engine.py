@@ -133,7 +133,7 @@ class Engine:
             raise ConfigError("Optimizer", "missing section", "training needs an Optimizer section")
         if "Loss" not in cfg or not cfg["Loss"].get("Train"):
             raise ConfigError("Loss.Train", "missing", "training needs e.g. Loss: {Train: [{CELoss: {weight: 1.0}}]}")
-        self.train_loader = build_dataloader(cfg["DataLoader"], "Train", seed=self.seed,
+        self.train_loader = build_dataloader(cfg.get("DataLoader"), "Train", seed=self.seed,
                                              class_num=model_attr(self.model, "class_num"))
         self._check_labels(self.train_loader.dataset)
         self.update_freq, self.iters_per_epoch = self._iterations(len(self.train_loader))

@@ -2,21 +2,26 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 import paddle
 
 from ..config.errors import ConfigError
-from ..utils.images import batched, list_images, read_bytes
+from ..errors import DataIntegrityError
+from ..utils.images import batched, list_images, preprocess_images
 
 logger = logging.getLogger("ppfreeze")
 
 
 
 def predict(engine) -> List[Dict[str, Any]]:
-    """Run ``Infer.transforms`` + model + ``Infer.PostProcess`` over ``Infer.infer_imgs``."""
-    from ..data import POSTPROCESS, create_operators, transform
+    """Run ``Infer.transforms`` + model + ``Infer.PostProcess`` over ``Infer.infer_imgs``.
+
+    An image that cannot be used (unreadable, damaged) is named in the log and the others are
+    predicted; a DataIntegrityError at the end says how many failed.
+    """
+    from ..data import POSTPROCESS, create_operators
     infer = engine.config.get("Infer")
     if not infer:
         raise ConfigError("Infer", "missing section", "add Infer: {infer_imgs, batch_size, transforms, PostProcess}")
@@ -24,18 +29,29 @@ def predict(engine) -> List[Dict[str, Any]]:
     post = POSTPROCESS.build(infer["PostProcess"], "Infer.PostProcess") if infer.get("PostProcess") else None
     engine.model.eval()
     results: List[Dict[str, Any]] = []
-    for paths in batched(list_images(infer.get("infer_imgs")), infer.get("batch_size", 1)):
-        batch = np.stack([transform(read_bytes(p), ops) for p in paths]).astype("float32")
+    failed: List[Tuple[str, str]] = []
+    paths = list_images(infer.get("infer_imgs"))
+    for chunk in batched(paths, infer.get("batch_size", 1)):
+        arrays, good, bad = preprocess_images(chunk, ops)
+        for path, reason in bad:
+            logger.error("%s: cannot use this image: %s", path, reason)
+        failed.extend(bad)
+        if not arrays:
+            continue
         with paddle.no_grad():
-            out = engine.model(paddle.to_tensor(batch))
+            out = engine.model(paddle.to_tensor(np.stack(arrays).astype("float32")))
         if isinstance(out, (list, tuple)):  # GoogLeNet: [logits, aux1, aux2]
             out = out[0]
         if isinstance(out, dict):
             out = out.get("logits", out.get("features"))
         if post is not None:
-            results.extend(post(out.numpy(), paths))
+            results.extend(post(out.numpy(), good))
         else:
-            results.extend({"file_name": p, "output": o.tolist()} for p, o in zip(paths, out.numpy()))
+            results.extend({"file_name": p, "output": o.tolist()} for p, o in zip(good, out.numpy()))
     for r in results:
         logger.info("%s", r)
+    if failed:
+        path, reason = failed[0]
+        raise DataIntegrityError(path, f"{reason}: {len(failed)} of {len(paths)} images could not be used; the "
+                                       f"other {len(results)} were predicted", "the log names every failed image")
     return results

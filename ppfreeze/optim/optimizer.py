@@ -138,6 +138,8 @@ def build_optimizer(opt_cfg: Dict[str, Any], named_params: NamedParams, epochs: 
     grad_clip = build_grad_clip(cfg, key)
     regularizer = build_regularizer(cfg.pop("regularizer", None), f"{key}.regularizer")
     cfg = {k: (to_number(v, f"{key}.{k}") if k in NUMERIC_KEYS and v is not None else v) for k, v in cfg.items()}
+    if cfg.get("weight_decay") is not None:   # a negative decay pushes weights away from zero
+        _non_negative(cfg["weight_decay"], f"{key}.weight_decay")
     if regularizer is not None:
         if cfg["name"] in DECOUPLED_DECAY:
             raise ConfigError(f"{key}.regularizer", f"{cfg['name']} decays weights itself",

@@ -10,6 +10,7 @@ import os
 from typing import List, Tuple
 
 from ..config.errors import ConfigError
+from ..utils.text import iter_text_lines
 
 # YAML single quotes keep backslashes: '\t' arrives as two characters, not a TAB.
 _ESCAPED_DELIMITERS = {"\\t": "\t"}
@@ -46,17 +47,15 @@ def read_gallery_file(path: str, image_root: str, delimiter: str = "\t",
         raise ConfigError(DATA_FILE_KEY, f"gallery list file '{path}' does not exist",
                           "point IndexProcess.data_file at a text file of 'image_path<TAB>label' lines")
     entries = []
-    with open(path, "r", encoding="utf-8-sig") as f:  # -sig: tolerate a BOM from Windows editors
-        for line_no, raw in enumerate(f, start=1):
-            line = raw.strip("\r\n")
-            if not line.strip():
-                continue
-            image, label = _split_line(line, delimiter, path, line_no)
-            image_path = os.path.join(image_root, image)
-            if check_images and not os.path.isfile(image_path):
-                raise ConfigError(DATA_FILE_KEY, f"{path}:{line_no}: image '{image_path}' does not exist",
-                                  "fix the path or IndexProcess.image_root")
-            entries.append((image_path, label))
+    for line_no, line in iter_text_lines(path, DATA_FILE_KEY):  # a BOM from Windows editors is fine
+        if not line.strip():
+            continue
+        image, label = _split_line(line, delimiter, path, line_no)
+        image_path = os.path.join(image_root, image)
+        if check_images and not os.path.isfile(image_path):
+            raise ConfigError(DATA_FILE_KEY, f"{path}:{line_no}: image '{image_path}' does not exist",
+                              "fix the path or IndexProcess.image_root")
+        entries.append((image_path, label))
     return entries
 
 

@@ -18,6 +18,11 @@ lists store the ids themselves, and faiss's IDMap assumes that removing from the
 renumbers the rest like Flat does -- over IVF it silently shifts every later id (and asserts
 on the next remove).
 
+Writers: :meth:`GalleryIndex.save` holds the index's write lock (``lock.py``) and refuses to
+replace an index that another writer saved after this one was loaded; a writer that loads,
+changes and saves holds :func:`ppfreeze.retrieval.lock.index_lock` throughout, so concurrent
+writers take turns and no update is lost.
+
 HNSW and removal: faiss's HNSW graph cannot delete nodes.  A removed HNSW id leaves the id
 map at once and becomes a tombstone that searches exclude *inside* faiss (an ``IDSelector``,
 so a search still returns k live results); :meth:`save` compacts by rebuilding the graph from
@@ -39,6 +44,7 @@ from ..config.errors import ConfigError
 from ..errors import DataIntegrityError
 from ..utils.builder import Registry
 from ..utils.io import atomic_write, atomic_write_json, backup_path, file_sha256, staged_directory
+from .lock import DEFAULT_LOCK_TIMEOUT, index_lock
 
 FORMAT_VERSION = 1
 INDEX_FILE = "vector.index"
@@ -224,6 +230,7 @@ class GalleryIndex:
         self._tombstones: set = set()  # HNSW ids removed from _labels but still in the graph
         self._params_cache: Optional[tuple] = None
         self._label_lookup: Optional[np.ndarray] = None  # id -> label array, rebuilt after changes
+        self._origin: Optional[Tuple[str, str]] = None    # (index_dir, manifest sha256) it was loaded from
 
     # ---- construction
 
@@ -388,18 +395,32 @@ class GalleryIndex:
 
     # ---- persistence
 
-    def save(self, index_dir: str, model_hash: str = "") -> None:
-        """Write the three index files into ``index_dir``, all or nothing.
+    def save(self, index_dir: str, model_hash: str = "", lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> None:
+        """Write the three index files into ``index_dir``, all or nothing, under its write lock.
 
         Files are written to a fresh sibling directory which then replaces ``index_dir``
         with two renames; if the process dies between them, the previous index stays
-        complete in ``<index_dir>.previous`` and :meth:`load` says so.
+        complete in ``<index_dir>.previous`` and :meth:`load` says so. An index loaded from
+        ``index_dir`` is not saved over a newer save by another writer (that would drop its
+        update): that is an :class:`IndexMismatchError`; hold ``index_lock`` from load to save.
         """
         if self._index is None:
             raise ValueError("nothing to save: add features before saving the index")
-        self.compact()
-        with staged_directory(index_dir, check=_check_dir_is_replaceable) as staging:
-            self._write_files(staging, model_hash)
+        with index_lock(index_dir, lock_timeout):
+            self._check_unchanged_since_load(index_dir)
+            self.compact()
+            with staged_directory(index_dir, check=_check_dir_is_replaceable) as staging:
+                self._write_files(staging, model_hash)
+            self._origin = (os.path.abspath(index_dir), _manifest_digest(index_dir))
+
+    def _check_unchanged_since_load(self, index_dir: str) -> None:
+        if self._origin is None or self._origin[0] != os.path.abspath(index_dir):
+            return   # a new index, or saved elsewhere: replacing the target is what was asked
+        if _manifest_digest(index_dir) != self._origin[1]:
+            raise IndexMismatchError(index_dir, "another writer saved this index after it was loaded here; "
+                                     "saving would discard that writer's items",
+                                     "load it again and redo the change, holding "
+                                     "ppfreeze.retrieval.lock.index_lock from load to save (build_gallery.py does)")
 
     def _write_files(self, directory: str, model_hash: str) -> None:
         index_path = os.path.join(directory, INDEX_FILE)
@@ -431,6 +452,7 @@ class GalleryIndex:
         :class:`IndexMismatchError` naming it, never a faiss crash.  ``expected_*`` values
         (the current model's hash and feature size) must match what the index was built with.
         """
+        digest = _manifest_digest(index_dir)
         manifest = _read_manifest(index_dir)
         for name in (INDEX_FILE, ID_MAP_FILE):
             _verify_checksum(os.path.join(index_dir, name), manifest["sha256"].get(name))
@@ -441,8 +463,10 @@ class GalleryIndex:
         _check_consistency(index_dir, manifest, labels, faiss_index, method, dist)
         _check_expectations(index_dir, manifest, expected_model_hash, expected_embedding_size)
         known = {k: v for k, v in manifest.get("options", {}).items() if k in IndexOptions.__dataclass_fields__}
-        return cls(manifest["embedding_size"], method, dist, IndexOptions(**known),
-                   faiss_index=faiss_index, labels=labels, next_id=manifest["next_id"])
+        index = cls(manifest["embedding_size"], method, dist, IndexOptions(**known),
+                    faiss_index=faiss_index, labels=labels, next_id=manifest["next_id"])
+        index._origin = (os.path.abspath(index_dir), digest)
+        return index
 
 
 # --------------------------------------------------------------------------- helpers: arguments
@@ -523,6 +547,12 @@ def _read_manifest(index_dir: str) -> dict:
         if manifest[name] not in registry:
             raise IndexMismatchError(path, f"unknown {name} {manifest[name]!r} (known: {', '.join(registry.names())})")
     return manifest
+
+
+def _manifest_digest(index_dir: str) -> Optional[str]:
+    """sha256 of ``manifest.json`` (it holds the other files' digests: it changes with every save)."""
+    path = os.path.join(index_dir, MANIFEST_FILE)
+    return file_sha256(path) if os.path.isfile(path) else None
 
 
 def _read_json(path: str):

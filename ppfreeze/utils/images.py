@@ -1,10 +1,11 @@
-"""Resolve ``infer_imgs`` (one image, a folder, or a text file listing images)."""
+"""Resolve ``infer_imgs`` (one image, a folder, or a text file listing images) and preprocess them."""
 from __future__ import annotations
 
 import os
-from typing import List
+from typing import Any, Callable, List, Sequence, Tuple
 
 from ..config.errors import ConfigError
+from .text import iter_text_lines
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -18,8 +19,7 @@ def list_images(path: str, key: str = "Infer.infer_imgs") -> List[str]:
                        if f.lower().endswith(IMAGE_EXTENSIONS))
     elif path.lower().endswith(".txt"):
         base = os.path.dirname(path)
-        with open(path, encoding="utf-8") as f:
-            files = [ln.split()[0] if ln.split() else "" for ln in f]
+        files = [ln.split()[0] if ln.split() else "" for _, ln in iter_text_lines(path, key)]
         files = [p if os.path.isabs(p) else os.path.join(base, p) for p in files if p]
     else:
         files = [path]
@@ -37,3 +37,25 @@ def read_bytes(path: str) -> bytes:
     """The raw file bytes (``DecodeImage`` decodes them, as in PaddleClas)."""
     with open(path, "rb") as f:
         return f.read()
+
+
+def preprocess_images(paths: Sequence[str],
+                      ops: Sequence[Callable]) -> Tuple[List[Any], List[str], List[Tuple[str, str]]]:
+    """Read and transform each image; one that cannot be used does not stop the others.
+
+    Returns ``(arrays, their paths, [(path, what was wrong), ...])``. An unreadable, empty,
+    undecodable or damaged file (``OSError`` / ``ValueError`` from reading or an op) is a
+    failure of that image; a configuration mistake (``ConfigError``) still stops everything.
+    """
+    from ..data.preprocess import transform
+    arrays, good, failed = [], [], []
+    for path in paths:
+        try:
+            arrays.append(transform(read_bytes(path), ops))
+        except ConfigError:
+            raise
+        except (OSError, ValueError) as e:
+            failed.append((path, str(e)))
+            continue
+        good.append(path)
+    return arrays, good, failed

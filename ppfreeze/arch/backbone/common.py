@@ -18,6 +18,7 @@ from paddle.regularizer import L2Decay
 
 from ...config.errors import ConfigError, did_you_mean
 from ...config.expr import to_number
+from ...config.schema import MAX_CLASS_NUM
 
 logger = logging.getLogger("ppfreeze")
 
@@ -51,6 +52,9 @@ def check_class_num(class_num: Any, key: str = "class_num") -> int:
     """``class_num`` must be a positive integer (the width of the classifier)."""
     if isinstance(class_num, bool) or not isinstance(class_num, int) or class_num < 1:
         raise ConfigError(key, f"expected a positive integer, got {class_num!r}",
+                          "set Arch.class_num (or Global.class_num) to the number of classes")
+    if class_num > MAX_CLASS_NUM:
+        raise ConfigError(key, f"{class_num} is more than Paddle can size a layer with (2**31-1)",
                           "set Arch.class_num (or Global.class_num) to the number of classes")
     return class_num
 

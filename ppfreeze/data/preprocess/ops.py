@@ -24,6 +24,7 @@ from ...config.errors import ConfigError
 from ...config.expr import to_number
 from ..registry import OPS
 from .common import Resizer, Size, check_backend, flag, pair, positive_int, size_wh
+from .jpeg_integrity import decode_with_libjpeg_warnings, is_jpeg, jpeg_structure_problem
 
 logger = logging.getLogger("ppfreeze")
 
@@ -40,37 +41,56 @@ class DecodeImage:
             PaddleClas).
         channel_first: return CHW instead of HWC.
         backend: "cv2" or "pil" decoder.
+        strict: refuse a truncated or corrupted JPEG instead of decoding what libjpeg can guess
+            (it only warns). Checks the marker structure (end-of-image marker included) and,
+            with the cv2 backend, libjpeg's damage warnings (``jpeg_integrity.py``); Pillow
+            itself refuses truncated files. ``false``: PaddleClas's behaviour.
     """
 
     is_random = False  # deterministic: Freeze.cache_features may reuse what it produced
 
     def __init__(self, to_rgb: bool = True, to_np: bool = True, channel_first: bool = False,
-                 backend: str = "cv2"):
+                 backend: str = "cv2", strict: bool = True):
         self.to_np = flag(to_np, "to_np")
         self.to_rgb = flag(to_rgb, "to_rgb") and self.to_np
         self.channel_first = flag(channel_first, "channel_first") and self.to_np
         self.backend = check_backend(backend)
+        self.strict = flag(strict, "strict")
 
     def output_channel_first(self, channel_first: bool) -> bool:
         """Layout of the output (the input is bytes)."""
         return self.channel_first
 
     def __call__(self, data: bytes) -> np.ndarray:
-        if not isinstance(data, (bytes, bytearray)) or len(data) == 0:
-            raise ValueError(f"DecodeImage expects the non-empty bytes of an image file, got {type(data).__name__}")
+        if not isinstance(data, (bytes, bytearray)):
+            raise ValueError(f"DecodeImage expects the bytes of an image file, got {type(data).__name__}")
+        if len(data) == 0:
+            raise ValueError("the file is empty (0 bytes)")
+        check_jpeg = self.strict and is_jpeg(data)
+        if check_jpeg:
+            problem = jpeg_structure_problem(bytes(data))
+            if problem:
+                raise ValueError(f"damaged JPEG: {problem}")
         if self.backend == "pil":
             img = self._decode_pil(data)
             img = img if self.to_rgb or not self.to_np else img[:, :, ::-1]
         else:
-            img = self._decode_cv2(data)
+            img = self._decode_cv2(data, check_jpeg)
             img = img[:, :, ::-1] if self.to_rgb else img
         if self.channel_first:
             img = img.transpose((2, 0, 1))
         return img
 
     @staticmethod
-    def _decode_cv2(data: bytes) -> np.ndarray:
-        img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    def _decode_cv2(data: bytes, check_jpeg: bool = False) -> np.ndarray:
+        def decode():
+            return cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+        if check_jpeg:
+            img, warning = decode_with_libjpeg_warnings(decode)
+            if warning and img is not None:
+                raise ValueError(f"damaged JPEG: libjpeg reports '{warning}'")
+        else:
+            img = decode()
         if img is None:
             raise ValueError("the bytes are not a decodable image (corrupt or unsupported format)")
         return img
