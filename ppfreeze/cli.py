@@ -40,7 +40,7 @@ def run_tool(parser: argparse.ArgumentParser, job: Callable[[Dict[str, Any], arg
         job(config, args)
     except PPFreezeError as e:  # a user-fixable problem: one message; anything else is a bug (traceback)
         return report(e)
-    except KeyboardInterrupt:
-        print("ppfreeze: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:  # training adds which checkpoint a resume continues from (read from disk)
+        print("ppfreeze: interrupted" + (f". {e}" if str(e) else ""), file=sys.stderr)
         return 130
     return 0

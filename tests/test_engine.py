@@ -124,7 +124,7 @@ def test_nan_loss_stops_naming_the_step_and_keeps_checkpoints(make_config):
     # message names step 5 and the epoch-1 checkpoint that is really on disk
     message = str(err.value)
     assert "loss is nan at global step 5" in message and "learning_rate" in message
-    assert f"{os.path.join(out, 'latest')} (epoch 1)" in message
+    assert f"{os.path.join(out, 'latest')} (epoch 1;" in message
     resumable = ckpt.load_checkpoint(os.path.join(out, "latest"))
     assert resumable["states"]["epoch"] == 1
     assert all(np.isfinite(np.array(v)).all() for v in resumable["model"].values())

@@ -95,3 +95,17 @@ def test_wideresnet_takes_num_classes_or_class_num():
         build_model({"name": "WideResNet", "num_classes": 10, "class_num": 100})
     with pytest.raises(ConfigError, match="6n \\+ 4"):
         build_model({"name": "WideResNet", "num_classes": 10, "depth": 27})
+
+
+def test_metabin_loads_a_plain_resnet50_file_through_load_pretrained(tmp_path):
+    from ppfreeze.arch.pretrained import load_pretrained
+    paddle.seed(0)
+    plain = build_model({"name": "ResNet50", "class_num": 5})
+    path = str(tmp_path / "ResNet50_pretrained.pdparams")
+    paddle.save(plain.state_dict(), path)
+    metabin = build_model({"name": "ResNet50_metabin", "class_num": 5})
+    report = load_pretrained(metabin, path)
+    # every BN of the file lands in its MetaBIN's batch_norm; only MetaBIN's own instance norm and
+    # gate (not in a ResNet50 file) stay as built
+    assert report.missing and all(".instance_norm." in k or ".gate." in k for k in report.missing), report.missing[:5]
+    np.testing.assert_array_equal(metabin.stem[0].bn.batch_norm.weight.numpy(), plain.stem[0].bn.weight.numpy())

@@ -11,8 +11,12 @@ from ppfreeze.cli import build_parser, run_tool  # noqa: E402
 
 
 def infer(config, args) -> None:
+    from ppfreeze.config import ConfigError
     from ppfreeze.engine import Engine
     from ppfreeze.engine.predict import predict
+    if not config["Global"].get("pretrained_model"):
+        raise ConfigError("Global.pretrained_model", "not set: predictions would come from random weights",
+                          "add -o Global.pretrained_model=output/<Arch>/best_model")
     predict(Engine(config, mode="infer"))
 
 

@@ -24,6 +24,9 @@ about a model is assumed. See docs/contributing.md for how to add a backbone.
 ``input_size`` / ``min_input_size``
     ``input_size``: the only resolution the model accepts (fixed position embeddings or window
     partitions: ViT, Swin), else None; ``min_input_size``: the smallest square input it runs on.
+``adapt_state_dict(state)`` (optional)
+    Maps a weights file's keys onto this model before loading (ResNet50_metabin reads a plain
+    ResNet50 file, as in PaddleClas); absent on most models.
 ``export_model()``
     The layer to export. By default a copy in which every sublayer that has a ``fused()`` method
     (a multi-branch training block: RepVGG, PP-LCNetV2) is replaced by the single-branch layer it

@@ -9,7 +9,7 @@ import paddle.nn as nn
 
 from ..config.errors import ConfigError
 from ..utils.builder import split_component
-from .pretrained import LoadReport, load_pretrained
+from .pretrained import ALL_BUT_HEAD, LoadReport, coverage_shortfall, load_pretrained
 from .registry import MODELS
 
 logger = logging.getLogger("ppfreeze")
@@ -59,5 +59,8 @@ def _load_arch_pretrained(model: nn.Layer, pretrained: Any, key: str) -> Optiona
         raise ConfigError(key, f"expected false or a path to a .pdparams file, got {pretrained!r}")
     report = load_pretrained(model, pretrained, key)
     logger.info("%s: %s", key, report.summary())
+    problem = coverage_shortfall(model, report, ALL_BUT_HEAD)
+    if problem:  # an initialisation, not the weights being evaluated: warn (training decides)
+        logger.warning("WEIGHTS DO NOT FIT THE MODEL: %s: %s. Are they for another architecture?", key, problem)
     model.mark_pretrained(report.loaded)  # read by the Freeze pretrained guard
     return report

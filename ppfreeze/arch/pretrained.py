@@ -2,22 +2,27 @@
 
 Skipping shape mismatches is what makes fine-tuning work: an ImageNet ``fc`` (1000 classes)
 is left at its fresh initialisation when the model has another ``class_num``.  Everything
-that did not load is reported, never hidden.
+that did not load is reported, never hidden, and :func:`coverage_shortfall` says when the
+file covers too little of the model (``Global.min_weights_coverage``, docs/reliability.md).
+Files are read with :func:`ppfreeze.utils.safe_load.load_file`: a crafted file runs no code.
 """
 from __future__ import annotations
 
 import os
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple, Union
 
 import numpy as np
 import paddle
 import paddle.nn as nn
 
 from ..config.errors import ConfigError
+from ..utils.safe_load import load_file
 
 SUFFIX = ".pdparams"
+COVERAGE_KEY = "Global.min_weights_coverage"
+ALL_BUT_HEAD, ALL = "all_but_head", "all"
 
 
 @dataclass
@@ -67,11 +72,7 @@ def resolve_params_path(path: str, key: str = "Global.pretrained_model") -> str:
 def state_dict_from_file(path: str, key: str = "Global.pretrained_model") -> Dict[str, np.ndarray]:
     """Read a ``.pdparams`` file (path with or without the suffix) as ``{name: ndarray}``."""
     resolved = resolve_params_path(path, key)
-    try:
-        state = paddle.load(resolved, return_numpy=True)
-    except Exception as e:  # paddle raises assorted types for foreign or truncated files
-        raise ConfigError(key, f"cannot read {resolved} as Paddle weights: {e}",
-                          "is it a .pdparams file saved by paddle.save?") from e
+    state = load_file(resolved, "weights file")   # DataIntegrityError for crafted or damaged files
     if not isinstance(state, dict):
         raise ConfigError(key, f"{resolved} holds a {type(state).__name__}, expected a dict of named tensors")
     return {name: np.asarray(value) for name, value in state.items()}
@@ -100,6 +101,9 @@ def load_pretrained(model: nn.Layer, path: str, key: str = "Global.pretrained_mo
     PaddleClas's legacy ``conv1_weights`` naming), since loading nothing is never intended.
     """
     file_state = state_dict_from_file(path, key)
+    adapt = getattr(model, "adapt_state_dict", None)
+    if adapt is not None:  # e.g. ResNet50_metabin reads a plain ResNet50 file, as PaddleClas does
+        file_state = adapt(file_state)
     model_state = model.state_dict()
     report = match_state_dict(model_state, file_state)
     report.path = resolve_params_path(path, key)
@@ -114,3 +118,42 @@ def load_pretrained(model: nn.Layer, path: str, key: str = "Global.pretrained_mo
         warnings.filterwarnings("ignore", message="Skip loading for")
         model.set_state_dict(to_load)
     return report
+
+
+def parse_coverage(value: Any) -> Union[str, float]:
+    """``Global.min_weights_coverage``: ``all_but_head`` (default), ``all`` or a share in [0, 1]."""
+    if value is None:
+        return ALL_BUT_HEAD
+    if value in (ALL_BUT_HEAD, ALL):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1:
+        return float(value)
+    raise ConfigError(COVERAGE_KEY, f"expected {ALL_BUT_HEAD}, {ALL} or a share between 0 and 1, got {value!r}",
+                      f"{ALL_BUT_HEAD}: every tensor outside the model's head stage must load; 0.5: half of the "
+                      f"model's values; 0 disables the check")
+
+
+def head_keys(model: nn.Layer) -> Set[str]:
+    """State-dict keys under the model's ``stages['head']`` units (empty if it declares none)."""
+    units = list((getattr(model, "stages", None) or {}).get("head", []))
+    return {k for k in model.state_dict() if any(k == u or k.startswith(u + ".") for u in units)}
+
+
+def coverage_shortfall(model: nn.Layer, report: LoadReport, rule: Union[str, float]) -> Optional[str]:
+    """Why ``report`` covers too little of ``model`` under ``rule`` (see :func:`parse_coverage`), or None."""
+    state = model.state_dict()
+    not_loaded = report.missing + [name for name, _, _ in report.mismatched]
+    sizes = {name: int(np.prod(tensor.shape)) for name, tensor in state.items()}
+    share = sum(sizes[n] for n in report.loaded) / max(sum(sizes.values()), 1)
+    covered = f"{report.path} covers {share:.1%} of the model's values ({len(report.loaded)}/{len(state)} tensors)"
+    if rule == ALL and not_loaded:
+        return f"{covered}; not loaded: {_shorten(not_loaded, 8)}"
+    if rule == ALL_BUT_HEAD:
+        head = head_keys(model)
+        outside = [n for n in not_loaded if n not in head]
+        if outside:
+            return (f"{covered}; {len(outside)} tensors outside the head stage did not load "
+                    f"(missing or another shape): {_shorten(outside, 8)}")
+    if isinstance(rule, float) and share < rule:
+        return f"{covered}, less than the {rule:.0%} {COVERAGE_KEY} asks for"
+    return None

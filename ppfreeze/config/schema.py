@@ -28,6 +28,9 @@ GLOBAL_KEYS: Dict[str, Tuple[type, ...]] = {
     "eval_mode": (str,), "num_threads": (int, type(None)), "export_format": (str,), "to_static": (bool,),
     "retrieval_feature_from": (str,), "feature_normalize": (bool,), "max_eval_steps": (int, type(None)),
     "max_train_steps": (int, type(None)), "allow_missing_keys": (bool,),
+    # reliability (docs/reliability.md): replace an earlier run's checkpoints; how much of the model
+    # Global.pretrained_model must cover (all_but_head | all | a share of the values in [0, 1])
+    "overwrite": (bool,), "min_weights_coverage": (str, int, float),
     # multi-label targets ([N, C] / [N, 2, C]); evaluation passes labels through unchanged either way
     "use_multilabel": (bool,),
     # PaddleClas: iterations per epoch (the loader is cycled), gradient accumulation, its special trainers

@@ -1,24 +1,23 @@
 """CIFAR-10 / CIFAR-100 from the python-version tarballs (PaddleClas ``Cifar10`` / ``Cifar100``).
 
-The tarball's batches are pickles. They are read with a restricted unpickler that builds
-only dicts, lists, bytes, str, numbers and numpy arrays: a pickle naming any other global
-(a function, a class) is refused with a ConfigError naming the file, so a tampered tarball
-cannot run code. Nothing is downloaded: a missing tarball is a ConfigError saying where to
+The tarball's batches are pickles. They are read with the restricted unpickler of
+``ppfreeze.utils.safe_load`` (plain containers, bytes, str, numbers and numpy arrays of
+non-object dtypes): a pickle naming any other global (a function, a class) is refused with a
+ConfigError naming the file, so a tampered tarball cannot run code. Nothing is downloaded: a missing tarball is a ConfigError saying where to
 put it.
 """
 from __future__ import annotations
 
-import codecs
-import io
 import os
 import pickle
 import tarfile
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 import numpy as np
 import paddle
 
 from ..config.errors import ConfigError
+from ..utils.safe_load import restricted_loads
 from .dataset import finish_image
 from .preprocess import create_operators, outputs_channel_first, transform
 from .registry import DATASETS
@@ -27,42 +26,10 @@ from .registry import DATASETS
 PADDLE_DATA_HOME = os.path.join("~", ".cache", "paddle", "dataset")
 
 
-def _numpy_reconstructors() -> Dict[Tuple[str, str], Callable]:
-    """The numpy globals array pickles name, under numpy 1 and numpy 2 module paths."""
-    try:
-        from numpy._core import multiarray, numeric
-    except ImportError:  # numpy 1.x
-        from numpy.core import multiarray, numeric
-    allowed: Dict[Tuple[str, str], Callable] = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
-    for package in ("numpy.core", "numpy._core"):
-        allowed[(f"{package}.multiarray", "_reconstruct")] = multiarray._reconstruct
-        if hasattr(numeric, "_frombuffer"):
-            allowed[(f"{package}.numeric", "_frombuffer")] = numeric._frombuffer
-    return allowed
-
-
-def _latin1_encode(text: str, encoding: str) -> bytes:
-    # Python 3 writes bytes into protocol <= 2 pickles as _codecs.encode(text, "latin1").
-    if encoding != "latin1":
-        raise pickle.UnpicklingError(f"_codecs.encode with encoding {encoding!r}")
-    return codecs.encode(text, "latin1")
-
-
-class _DataOnlyUnpickler(pickle.Unpickler):
-    """Unpickler that resolves only numpy's array-rebuilding globals (and latin1 bytes)."""
-
-    _allowed = {**_numpy_reconstructors(), ("_codecs", "encode"): _latin1_encode}
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in self._allowed:
-            return self._allowed[(module, name)]
-        raise pickle.UnpicklingError(f"global '{module}.{name}' is not allowed")
-
-
 def load_data_pickle(data: bytes, source: str, key: str = "data_file") -> Any:
     """Unpickle ``data`` admitting only plain data and numpy arrays; anything else is a ConfigError."""
     try:
-        return _DataOnlyUnpickler(io.BytesIO(data), encoding="bytes").load()
+        return restricted_loads(data, encoding="bytes")
     except pickle.UnpicklingError as e:
         raise ConfigError(key, f"{source} is not a plain-data pickle ({e}); refusing to load it",
                           "only the python-version CIFAR tarball from cs.toronto.edu/~kriz/cifar.html "

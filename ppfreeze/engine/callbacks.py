@@ -101,8 +101,9 @@ class EMACallback(Callback):
             logger.info("[Eval][Epoch %d][EMA]%s", epoch, ", ".join(f"{k}: {v:.5f}" for k, v in metrics.items()))
             if value > engine.best_metric_ema:
                 engine.best_metric_ema = value
-                if engine.is_main:  # the EMA weights are loaded right now: save them as a plain model
-                    engine.save("best_model_ema", epoch)
+                if engine.is_main:  # the EMA weights are loaded right now: save them as a plain model,
+                    # committed with this epoch's other checkpoints (CheckpointCallback)
+                    engine.save("best_model_ema", epoch, commit=False, ema_weights=True)
                     logger.info("Saved best EMA model (%s %.5f)", engine.metric_key, value)
 
 
@@ -156,7 +157,11 @@ class VisualDLCallback(Callback):
 
 
 class CheckpointCallback(Callback):
-    """``latest`` every epoch, ``epoch_N`` every ``save_interval``, ``best_model`` on improvement."""
+    """``latest`` every epoch, ``epoch_N`` every ``save_interval``, ``best_model`` on improvement.
+
+    They hold the same state at the end of an epoch, so it is written once and every name of
+    the epoch (with a staged ``best_model_ema``) is committed in one atomic step.
+    """
 
     def __init__(self, save_interval: int):
         self.save_interval = save_interval
@@ -164,10 +169,13 @@ class CheckpointCallback(Callback):
     def on_epoch_end(self, engine, epoch: int, eval_metrics) -> None:
         if not engine.is_main:
             return
-        if eval_metrics and engine.best_epoch == epoch:
-            engine.save("best_model", epoch)
+        names = ["latest"]
+        if epoch % self.save_interval == 0 or epoch == engine.epochs:
+            names.append(f"epoch_{epoch}")
+        best = bool(eval_metrics) and engine.best_epoch == epoch
+        if best:
+            names.append("best_model")
+        engine.save(names, epoch)
+        if best:
             logger.info("Saved best model (%s %.5f) to %s", engine.metric_key, engine.best_metric,
                         os.path.join(engine.output_dir, "best_model"))
-        if epoch % self.save_interval == 0 or epoch == engine.epochs:
-            engine.save(f"epoch_{epoch}", epoch)
-        engine.save("latest", epoch)

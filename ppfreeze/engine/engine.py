@@ -11,15 +11,15 @@ import logging
 import math
 import os
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import paddle
 
 from ..arch import build_model, model_attr
-from ..arch.pretrained import load_pretrained
+from ..arch.pretrained import coverage_shortfall, load_pretrained, parse_coverage
 from ..config.errors import ConfigError
 from ..config.loader import format_config, save_config
-from ..errors import TrainingError
+from ..errors import DataIntegrityError, TrainingError
 from ..freeze import FreezePlan, build_freeze_plan
 from ..loss import build_loss
 from ..metric import build_metrics, drop_accuracy_for_mixed_labels
@@ -33,6 +33,7 @@ from .evaluation import evaluate, prepare_evaluation
 from .freezing import FreezeController
 from .logger import setup_logger
 from .meters import DivergenceGuard, StepMeter
+from .run_dir import claim_output_dir
 from .runtime import is_main_process, seed_everything, setup_device, world_size
 
 logger = logging.getLogger("ppfreeze")
@@ -40,6 +41,14 @@ logger = logging.getLogger("ppfreeze")
 
 class TrainingDiverged(TrainingError):
     """The loss became NaN/Inf."""
+
+
+class CheckpointSaveFailed(TrainingError):
+    """A checkpoint could not be written (e.g. a full disk); the committed ones are intact."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training; the message says which checkpoint a resume would continue from."""
 
 
 class Engine:
@@ -74,6 +83,7 @@ class Engine:
         self.optimizer = self.lr_scheduler = None
         self.train_loader = None
         self.last_checkpoint: Optional[Tuple[str, int]] = None   # (prefix, epoch) of the newest save
+        self.checkpoints = ckpt.CheckpointStore(self.output_dir)
         self.pretrained_report = None
         if g.get("pretrained_model"):
             self.load_pretrained(g["pretrained_model"])
@@ -92,9 +102,23 @@ class Engine:
         return self.model._layers if isinstance(self.model, paddle.DataParallel) else self.model
 
     def load_pretrained(self, path: str) -> None:
-        """Load weights for fine-tuning / eval and report what did not load."""
+        """Load weights for fine-tuning / eval and report what did not load.
+
+        Weights covering less than ``Global.min_weights_coverage`` of the model are an error
+        when they are what gets evaluated, exported or predicted with, a loud warning in training.
+        """
         self.pretrained_report = load_pretrained(self.model, path)
         logger.info("Pretrained weights %s: %s", path, self.pretrained_report.summary())
+        problem = coverage_shortfall(self.model, self.pretrained_report,
+                                     parse_coverage(self.glob.get("min_weights_coverage")))
+        if problem is None:
+            return
+        if self.mode in ("train", "report"):
+            logger.warning("WEIGHTS DO NOT FIT THE MODEL: Global.pretrained_model: %s. Training continues from "
+                           "partly random weights; are these weights for another architecture?", problem)
+            return
+        raise ConfigError("Global.pretrained_model", problem,
+                          "use weights trained for this Arch (same model), or lower Global.min_weights_coverage")
 
     def _loaded_keys(self) -> set:
         """State-dict keys that came from a file: Global.pretrained_model and Arch(.Backbone).pretrained."""
@@ -201,9 +225,22 @@ class Engine:
         return out, losses
 
     def train(self) -> Dict[str, Any]:
-        """Train for ``Global.epochs`` epochs (resuming from ``Global.checkpoints`` if set)."""
+        """Train for ``Global.epochs`` epochs (resuming from ``Global.checkpoints``: a path or ``auto``).
+
+        The output directory is locked for the run and not reused silently (``run_dir.py``).
+        """
+        with claim_output_dir(self.output_dir, self.glob, self.is_main) as store:
+            self.checkpoints = store
+            try:
+                return self._train()
+            except KeyboardInterrupt as e:
+                raise TrainingInterrupted(self.checkpoint_kept_message()) from e
+
+    def _train(self) -> Dict[str, Any]:
         self._build_train_parts()
         start_epoch = self._resume_or_start()
+        if start_epoch > self.epochs:   # Global.checkpoints: auto found a finished run
+            return self._result()
         self._wrap_distributed()
         self._write_run_files()
         self.callbacks = self._build_callbacks()
@@ -217,6 +254,9 @@ class Engine:
             metrics = self._maybe_eval(epoch)
             self.callbacks.on_epoch_end(self, epoch, metrics)
         self.callbacks.on_train_end(self)
+        return self._result()
+
+    def _result(self) -> Dict[str, Any]:
         return {"best_metric": self.best_metric, "best_epoch": self.best_epoch, "metric_key": self.metric_key}
 
     def _train_one_epoch(self, epoch: int) -> None:
@@ -247,13 +287,8 @@ class Engine:
         if bad is None:
             return
         step, value = bad
-        if self.last_checkpoint:
-            kept = (f"The newest checkpoint, {self.last_checkpoint[0]} (epoch {self.last_checkpoint[1]}), was "
-                    f"saved before that and is kept")
-        else:
-            kept = "No checkpoint had been saved yet"
         raise TrainingDiverged(
-            f"loss is {value} at global step {step}: training stopped. {kept}. Lower "
+            f"loss is {value} at global step {step}: training stopped. {self.checkpoint_kept_message()}. Lower "
             f"Optimizer.lr.learning_rate (or add warmup_epoch), check Global.pretrained_model matches Arch, "
             f"and check the input normalisation.")
 
@@ -284,38 +319,88 @@ class Engine:
         return True
 
     # ----------------------------------------------------------------- checkpoints
-    def save(self, name: str, epoch: int) -> None:
-        """Write ``<output_dir>/<name>.pdparams/.pdopt/.pdstates`` atomically."""
-        states = {"epoch": epoch, "global_step": self.global_step, "best_metric": self.best_metric,
-                  "best_epoch": self.best_epoch, "metric_key": self.metric_key,
-                  "rng_state": paddle.get_rng_state(), "freeze": self.freezer.state_dict(),
-                  "best_metric_ema": self.best_metric_ema}
+    def save(self, names: Union[str, Sequence[str]], epoch: int, commit: bool = True, ema_weights: bool = False) -> None:
+        """Write one checkpoint set and point ``names`` (e.g. ``latest``, ``epoch_3``) at it.
+
+        With ``commit`` every name staged since the last commit becomes visible at once
+        (``checkpoint_store.py``); ``ema_weights`` marks a set whose model weights are the EMA's
+        (``best_model_ema``: not resumable). A failed write (a full disk) leaves the committed
+        checkpoints intact and says which one is the newest.
+        """
+        names = [names] if isinstance(names, str) else list(names)
+        states = {"format_version": ckpt.FORMAT_VERSION, "arch": self.config["Arch"].get("name"), "epoch": epoch,
+                  "global_step": self.global_step, "best_metric": self.best_metric, "best_epoch": self.best_epoch,
+                  "metric_key": self.metric_key, "rng_state": ckpt.rng_state_data(),
+                  "freeze": self.freezer.state_dict(), "best_metric_ema": self.best_metric_ema,
+                  "weights": "ema" if ema_weights else "model"}
         extra = {".pdema": self.ema.state_dict()} if self.ema is not None else None
-        prefix = os.path.join(self.output_dir, name)
-        ckpt.save_checkpoint(prefix, self.unwrapped_model.state_dict(), self.optimizer_state(), states, extra)
-        self.last_checkpoint = (prefix, epoch)
+        try:
+            set_id = ckpt.write_checkpoint(self.checkpoints, epoch, self.unwrapped_model.state_dict(),
+                                           self.optimizer_state(), states, extra)
+            self.checkpoints.stage(names, set_id)
+            if commit:
+                self.checkpoints.commit()
+        except OSError as e:
+            raise CheckpointSaveFailed(f"could not save checkpoint {', '.join(names)} of epoch {epoch} in "
+                                       f"{self.output_dir}: {e}. {self.checkpoint_kept_message()}") from e
+        if commit and not ema_weights:
+            name = "latest" if "latest" in names else names[0]
+            self.last_checkpoint = (self.checkpoints.prefix(name), epoch)
+
+    def checkpoint_kept_message(self) -> str:
+        """Which checkpoint a resume would continue from, read from disk (so it is true after any failure)."""
+        newest = ckpt.newest_checkpoint(self.output_dir)
+        if newest is None:
+            return "No checkpoint had been saved yet"
+        return f"The newest complete checkpoint on disk is {newest[0]} (epoch {newest[1]}; -o Global.checkpoints=auto " \
+               f"resumes from it)"
 
     def _resume_or_start(self) -> int:
+        """The first epoch to train: 1, or the one after the checkpoint ``Global.checkpoints`` names."""
         path = self.glob.get("checkpoints")
+        if path == "auto":
+            return self._resume_newest()
         if not path:
             self.freezer.enter(self, 1)
             return 1
-        data = ckpt.load_checkpoint(path)
+        return self._resume(path, ckpt.load_checkpoint(path))
+
+    def _resume_newest(self) -> int:
+        for prefix, _ in ckpt.resumable_checkpoints(self.output_dir):
+            try:
+                data = ckpt.load_checkpoint(prefix)
+            except DataIntegrityError as e:
+                logger.warning("Global.checkpoints=auto: skipping %s: %s", prefix, e)
+                continue
+            if data["states"]["epoch"] >= self.epochs:
+                logger.info("Global.checkpoints=auto: %s already finished epoch %d of Global.epochs %d: nothing "
+                            "left to train (raise Global.epochs to train more)", prefix, data["states"]["epoch"],
+                            self.epochs)
+                self._restore_progress(data["states"])
+                return data["states"]["epoch"] + 1
+            return self._resume(prefix, data)
+        logger.info("Global.checkpoints=auto: no complete checkpoint in %s: starting a new run", self.output_dir)
+        self.freezer.enter(self, 1)
+        return 1
+
+    def _resume(self, path: str, data: Dict[str, Any]) -> int:
         states = data["states"]
+        ckpt.check_resumable(path, data, self.config["Arch"].get("name"), self.unwrapped_model.state_dict(),
+                             self.epochs)
         self.model.set_state_dict(data["model"])
         self.freezer.load_state_dict(self, states["freeze"])
-        if "optimizer" not in data:
-            raise ConfigError("Global.checkpoints", f"{path}.pdopt is missing: cannot resume the optimizer",
-                              "to fine-tune from weights only, use Global.pretrained_model instead")
         ckpt.load_optimizer_state(self.optimizer, self.model, data["optimizer"], self.lr_scheduler, source=path)
-        paddle.set_rng_state(states["rng_state"])
+        ckpt.restore_rng_state(states["rng_state"])
         self._resume_ema(data, path)
-        self.global_step = states["global_step"]
-        self.best_metric, self.best_epoch = states["best_metric"], states["best_epoch"]
-        self.metric_key = states.get("metric_key")
+        self._restore_progress(states)
         logger.info("Resumed from %s: epoch %d done, global step %d, best %s %.5f (epoch %d)", path,
                     states["epoch"], self.global_step, self.metric_key, self.best_metric, self.best_epoch)
         return states["epoch"] + 1
+
+    def _restore_progress(self, states: Dict[str, Any]) -> None:
+        self.global_step = states["global_step"]
+        self.best_metric, self.best_epoch = states["best_metric"], states["best_epoch"]
+        self.metric_key = states.get("metric_key")
 
     def _resume_ema(self, data: Dict[str, Any], path: str) -> None:
         if self.ema is None:

@@ -121,8 +121,18 @@ class FreezeController(Callback):
         logger.info("Freeze plan:\n%s", format_report(self.report))
         atomic_write_json(self._report_path, self.report)
 
+    # -- the schedule ------------------------------------------------------------------------
+    def warn_unreached_milestones(self, last_epoch: int) -> None:
+        """A schedule milestone after the last epoch never applies: say so instead of ignoring it."""
+        for milestone in self.plan.spec.schedule:
+            if milestone.epoch > last_epoch:
+                logger.warning("%s: the milestone at epoch %d (unfreeze %s) comes after the last epoch "
+                               "(Global.epochs: %d) and will never apply", milestone.key, milestone.epoch,
+                               ", ".join(milestone.unfreeze), last_epoch)
+
     # -- callback hooks -----------------------------------------------------------------------
     def on_train_begin(self, engine: Any) -> None:
+        self.warn_unreached_milestones(engine.epochs)
         self.audit = FreezeAudit(engine.unwrapped_model, self.plan)
         self.audit.snapshot()
         if engine.is_main:

@@ -81,7 +81,8 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def _fsync_tree(root: str) -> None:
+def fsync_tree(root: str) -> None:
+    """Flush every file under ``root`` and the directories themselves to disk."""
     for directory, _, files in os.walk(root):
         for name in files:
             with open(os.path.join(directory, name), "rb+") as f:
@@ -135,7 +136,7 @@ def staged_directory(target: str, check: Optional[Callable[[str], None]] = None)
     os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes 0700; the result is an ordinary directory
     try:
         yield staging
-        _fsync_tree(staging)
+        fsync_tree(staging)
         replace_dir(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
