@@ -239,8 +239,9 @@ def _by_stage(names: Set[str], model: Any) -> str:
 
     def stage_of(name: str) -> str:
         return next((s for s, units in stages.items() if any(is_under(name, u) for u in units)), name.split(".")[0])
-    counts = Counter(stage_of(n) for n in sorted(names))
-    return ", ".join(f"{stage} {count}" for stage, count in counts.items())
+    counts = Counter(stage_of(n) for n in names)
+    order = list(stages) + sorted(set(counts) - set(stages))
+    return ", ".join(f"{stage} {counts[stage]}" for stage in order if stage in counts)
 
 
 def run_frozen(args: argparse.Namespace) -> int:
