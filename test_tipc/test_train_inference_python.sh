@@ -81,7 +81,7 @@ for unsupported in kl_quant infer_quant; do
         exit 2
     fi
 done
-for required in model_name eval norm_export inference; do
+for required in model_name norm_export inference; do
     section=train_params
     [[ ${required} == eval ]] && section=eval_params
     [[ ${required} == norm_export || ${required} == inference ]] && section=infer_params
@@ -143,7 +143,7 @@ function func_inference() {
     infer_root=$(tipc_demo_root "${infer_img_dir}")
     [[ -z ${infer_root} ]] && infer_root=null
     if [[ ${build_gallery} != "null" ]]; then
-        local index_dir="${model_dir%/}_index"
+        local index_dir="${LOG_PATH}/index_gpus_${gpu}"
         gallery_args="$(tipc_script_args "${build_gallery}") $(data_flags "$(tipc_config_of "${build_gallery}")" "${infer_root}") ${infer_model_key}=${model_dir} -o IndexProcess.index_dir=${index_dir}"
         cmd="${python} ${build_gallery%% *} ${gallery_args}"
         if ! run_step "${cmd}" "${LOG_PATH}/build_gallery_gpus_${gpu}.log"; then
@@ -221,9 +221,11 @@ if [[ ${MODE} == "whole_infer" ]]; then
         echo "${FILENAME}: whole_infer needs pretrained_model_url: (the weights to export; prepare.sh makes them)" >&2
         exit 2
     fi
-    eval_config=$(tipc_config_of "${eval_py}")
-    cmd="${python} ${eval_py} ${pretrain_model_key}=${pretrained_model_url} ${device_key}=cpu ${eval_extra} $(data_flags "${eval_config}" "${data_root}")"
-    run_step "${cmd}" "${save_dir}_eval.log"
+    if [[ ${eval_py} != "null" ]]; then
+        eval_config=$(tipc_config_of "${eval_py}")
+        cmd="${python} ${eval_py} ${pretrain_model_key}=${pretrained_model_url} ${device_key}=cpu ${eval_extra} $(data_flags "${eval_config}" "${data_root}")"
+        run_step "${cmd}" "${save_dir}_eval.log"
+    fi
     if [[ ${infer_export} == "True" ]]; then
         export_and_infer "${pretrained_model_url}" "${save_dir}" "${gpu}"
     else
@@ -279,9 +281,11 @@ else
                         cmd="${python} test_tipc/compare_results.py frozen --train-dir $(dirname "${weights_file}")"
                         run_step "${cmd}" "${save_log}_frozen.log"
                     fi
-                    eval_config=$(tipc_config_of "${eval_py}")
-                    cmd="${python} ${eval_py} ${pretrain_model_key}=${weights} ${device_key}=${device} ${eval_extra} $(data_flags "${eval_config}" "${data_root}")"
-                    run_step "${cmd}" "${save_log}_eval.log"
+                    if [[ ${eval_py} != "null" ]]; then
+                        eval_config=$(tipc_config_of "${eval_py}")
+                        cmd="${python} ${eval_py} ${pretrain_model_key}=${weights} ${device_key}=${device} ${eval_extra} $(data_flags "${eval_config}" "${data_root}")"
+                        run_step "${cmd}" "${save_log}_eval.log"
+                    fi
                     export_and_infer "${weights}" "${save_log}" "${gpu}"
                 else
                     skip_step "training failed" "eval, export and inference of ${save_log}"
