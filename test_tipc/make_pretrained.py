@@ -12,7 +12,6 @@ statistic, can never match the file by accident.
 """
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from typing import Any, Dict, List, Optional
@@ -22,7 +21,6 @@ sys.path.insert(0, ROOT)
 
 from ppfreeze.cli import build_parser, run_tool  # noqa: E402
 
-logger = logging.getLogger("ppfreeze")
 BN_STAT_SUFFIXES = ("_mean", "_variance")
 
 

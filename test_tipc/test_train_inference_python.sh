@@ -122,17 +122,20 @@ function skip_step() {
     status_skip "$1" "$2" "${status_log}" "${model_name}"
 }
 
-# data_flags CONFIG ROOT: -o overrides moving CONFIG's demo-data paths under ROOT (cached).
+# data_flags CONFIG ROOT: set DATA_FLAGS to the -o overrides moving CONFIG's demo-data paths
+# under ROOT (demo_data_overrides.py; cached per CONFIG and ROOT). Not for $(...): it sets globals.
 declare -A DATA_FLAGS_CACHE=()
+DATA_FLAGS=""
 function data_flags() {
     local config=$1 root=$2
+    DATA_FLAGS=""
     if [[ -z ${config} || ${root} == "null" ]]; then
         return
     fi
     if [[ ! -v "DATA_FLAGS_CACHE[${config}|${root}]" ]]; then
         DATA_FLAGS_CACHE["${config}|${root}"]=$(${python} test_tipc/demo_data_overrides.py "${config}" "${root}")
     fi
-    echo "${DATA_FLAGS_CACHE[${config}|${root}]}"
+    DATA_FLAGS=${DATA_FLAGS_CACHE["${config}|${root}"]}
 }
 
 # func_inference MODEL_DIR GPU_LABEL EXPORT_ARGS: [build_gallery ->] every inference flag combination -> compare.
@@ -144,7 +147,8 @@ function func_inference() {
     [[ -z ${infer_root} ]] && infer_root=null
     if [[ ${build_gallery} != "null" ]]; then
         local index_dir="${LOG_PATH}/index_gpus_${gpu}"
-        gallery_args="$(tipc_script_args "${build_gallery}") $(data_flags "$(tipc_config_of "${build_gallery}")" "${infer_root}") ${infer_model_key}=${model_dir} -o IndexProcess.index_dir=${index_dir}"
+        data_flags "$(tipc_config_of "${build_gallery}")" "${infer_root}"
+        gallery_args="$(tipc_script_args "${build_gallery}") ${DATA_FLAGS} ${infer_model_key}=${model_dir} -o IndexProcess.index_dir=${index_dir}"
         cmd="${python} ${build_gallery%% *} ${gallery_args}"
         if ! run_step "${cmd}" "${LOG_PATH}/build_gallery_gpus_${gpu}.log"; then
             skip_step "build_gallery failed" "${python} ${inference_py} ... (every inference run)"
@@ -203,8 +207,8 @@ function results_flag() {
 function export_and_infer() {
     local weights=$1 save_dir=$2 gpu=$3
     local export_config export_args cmd
-    export_config=$(tipc_config_of "${norm_export}")
-    export_args="$(tipc_script_args "${norm_export}") $(data_flags "${export_config}" "${data_root}") ${export_weight_key}=${weights} ${save_infer_key}=${save_dir}/inference"
+    data_flags "$(tipc_config_of "${norm_export}")" "${data_root}"
+    export_args="$(tipc_script_args "${norm_export}") ${DATA_FLAGS} ${export_weight_key}=${weights} ${save_infer_key}=${save_dir}/inference"
     cmd="${python} ${norm_export%% *} ${export_args}"
     if ! run_step "${cmd}" "${save_dir}_export.log"; then
         skip_step "export failed" "${python} ${inference_py} ... (every inference run and the comparison)"
@@ -222,15 +226,15 @@ if [[ ${MODE} == "whole_infer" ]]; then
         exit 2
     fi
     if [[ ${eval_py} != "null" ]]; then
-        eval_config=$(tipc_config_of "${eval_py}")
-        cmd="${python} ${eval_py} ${pretrain_model_key}=${pretrained_model_url} ${device_key}=cpu ${eval_extra} $(data_flags "${eval_config}" "${data_root}")"
+        data_flags "$(tipc_config_of "${eval_py}")" "${data_root}"
+        cmd="${python} ${eval_py} ${pretrain_model_key}=${pretrained_model_url} ${device_key}=cpu ${eval_extra} ${DATA_FLAGS}"
         run_step "${cmd}" "${save_dir}_eval.log"
     fi
     if [[ ${infer_export} == "True" ]]; then
         export_and_infer "${pretrained_model_url}" "${save_dir}" "${gpu}"
     else
-        export_config=$(tipc_config_of "${norm_export}")
-        func_inference "${infer_model}" "${gpu}" "$(tipc_script_args "${norm_export}") $(data_flags "${export_config}" "${data_root}") ${export_weight_key}=${pretrained_model_url}"
+        data_flags "$(tipc_config_of "${norm_export}")" "${data_root}"
+        func_inference "${infer_model}" "${gpu}" "$(tipc_script_args "${norm_export}") ${DATA_FLAGS} ${export_weight_key}=${pretrained_model_url}"
     fi
 else
     # -------------------------------------------------------------- modes that train
@@ -248,13 +252,13 @@ else
                 run_train=$(tipc_get train_params "${trainer}")
                 [[ ${run_train} == "null" ]] && continue
                 save_log="${LOG_PATH}/${trainer}_gpus_${gpu}_autocast_${autocast}"
-                train_config=$(tipc_config_of "${run_train}")
+                data_flags "$(tipc_config_of "${run_train}")" "${data_root}"
                 set_autocast=""
                 case ${autocast} in
                     amp) set_autocast="-o AMP.level=O1 -o AMP.scale_loss=128 -o AMP.use_dynamic_loss_scaling=True" ;;
                     fp16) set_autocast="-o AMP.level=O2 -o AMP.scale_loss=128 -o AMP.use_dynamic_loss_scaling=True" ;;
                 esac
-                train_args="$(tipc_script_args "${run_train}") ${device_key}=${device} ${save_model_key}=${save_log} $(tipc_flag "${epoch_key}" "${epoch_num}") $(tipc_flag "${pretrain_model_key}" "${pretrain_model_value}") ${set_autocast} $(tipc_flag "${train_batch_key}" "${train_batch_value}") ${train_extra} $(data_flags "${train_config}" "${data_root}")"
+                train_args="$(tipc_script_args "${run_train}") ${device_key}=${device} ${save_model_key}=${save_log} $(tipc_flag "${epoch_key}" "${epoch_num}") $(tipc_flag "${pretrain_model_key}" "${pretrain_model_value}") ${set_autocast} $(tipc_flag "${train_batch_key}" "${train_batch_value}") ${train_extra} ${DATA_FLAGS}"
                 if [[ ${gpu} == *,* ]]; then
                     cmd="${python} -m paddle.distributed.launch --devices=${gpu} ${run_train%% *} ${train_args}"
                 else
@@ -282,8 +286,8 @@ else
                         run_step "${cmd}" "${save_log}_frozen.log"
                     fi
                     if [[ ${eval_py} != "null" ]]; then
-                        eval_config=$(tipc_config_of "${eval_py}")
-                        cmd="${python} ${eval_py} ${pretrain_model_key}=${weights} ${device_key}=${device} ${eval_extra} $(data_flags "${eval_config}" "${data_root}")"
+                        data_flags "$(tipc_config_of "${eval_py}")" "${data_root}"
+                        cmd="${python} ${eval_py} ${pretrain_model_key}=${weights} ${device_key}=${device} ${eval_extra} ${DATA_FLAGS}"
                         run_step "${cmd}" "${save_log}_eval.log"
                     fi
                     export_and_infer "${weights}" "${save_log}" "${gpu}"
