@@ -7,6 +7,7 @@ from typing import Any, Dict, List
 import numpy as np
 import paddle
 
+from ..arch.outputs import primary_output
 from ..config.errors import ConfigError
 from ..utils.images import batched, list_images, read_bytes
 
@@ -28,6 +29,7 @@ def predict(engine) -> List[Dict[str, Any]]:
         batch = np.stack([transform(read_bytes(p), ops) for p in paths]).astype("float32")
         with paddle.no_grad():
             out = engine.model(paddle.to_tensor(batch))
+        out = primary_output(out)  # a DistillationModel: its deployed model's output
         if isinstance(out, dict):
             out = out.get("logits", out.get("features"))
         if post is not None:

@@ -1,9 +1,10 @@
-"""Losses: registry, CELoss, triplet and multi-label losses, the PaddleClas-style weighted combination."""
+"""Losses: registry, CELoss, triplet, multi-label and distillation losses, the PaddleClas-style weighted combination."""
 from .registry import LOSSES
 from .celoss import CELoss, logits_of
 from .combined import CombinedLoss, build_loss
 from . import triplet  # noqa: F401  (registers TripletLoss, TripletLossV2)
 from .multilabel import MultiLabelAsymmetricLoss, MultiLabelLoss
+from . import distillation  # noqa: F401  (registers the Distillation* losses)
 
 __all__ = ["LOSSES", "CELoss", "CombinedLoss", "build_loss", "logits_of", "MultiLabelLoss",
            "MultiLabelAsymmetricLoss"]
