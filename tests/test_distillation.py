@@ -191,3 +191,33 @@ def test_plain_metrics_and_losses_read_the_deployed_model():
     ce = build_loss([{"CELoss": {"weight": 1.0}}], "Loss.Eval")(out, y)["loss"]
     assert float(ce) == float(F.cross_entropy(out["Student"], y))
     assert float(teacher["top1"]) == float((out["Teacher"].argmax(1) == y.reshape([-1])).astype("float32").mean())
+
+
+def test_return_patterns_and_return_stages_add_inner_features_for_distance_losses():
+    model = build_model(distill_arch({**LIGHT, "return_stages": True}, {**LIGHT, "return_patterns": ["blocks4"]},
+                                     freeze=(False, False)))
+    out = model(x_y()[0])
+    assert sorted(out["Teacher"]) == ["blocks2", "blocks3", "blocks4", "blocks5", "blocks6", "logits"]
+    assert sorted(out["Student"]) == ["blocks4", "logits"]
+    loss = build_loss([{"DistillationDistanceLoss": {"weight": 1.0, "key": "blocks4",
+                                                      "model_name_pairs": [["Student", "Teacher"]]}}], "Loss.Train")
+    expected = F.mse_loss(out["Student"]["blocks4"], out["Teacher"]["blocks4"])
+    assert float(loss(out, x_y()[1])["loss"]) == float(expected)
+    resnet = build_model({"name": "ResNet18", "class_num": 12, "return_patterns": ["blocks[1]", "avg_pool"]})
+    assert sorted(resnet(x_y()[0])) == ["avg_pool", "blocks[1]", "logits"]
+    with pytest.raises(ConfigError, match=r"Arch\.return_patterns\.0: model ResNet18 has no sublayer 'block\.1'"):
+        build_model({"name": "ResNet18", "return_patterns": ["block[1]"]})
+
+
+def test_paddleclas_freeze_params_list_is_stop_gradient_with_bn_statistics_moving():
+    """The Paddle fact behind PaddleClas's frozen teacher (docs/design.md): ``trainable = False`` sets
+    ``stop_gradient``, so no graph is built, but BN in train mode still updates its statistics."""
+    layer = build_model({"name": "PPLCNet_x0_25", "class_num": 12})
+    for p in layer.parameters():
+        p.trainable = False
+    assert all(p.stop_gradient for p in layer.parameters())
+    mean = layer.conv1.bn._mean.numpy().copy()
+    layer.train()
+    out = layer(x_y()[0])
+    assert out.stop_gradient
+    assert not np.array_equal(mean, layer.conv1.bn._mean.numpy())

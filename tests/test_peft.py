@@ -22,6 +22,7 @@ from ppfreeze.arch.base import reparameterized_copy  # noqa: E402
 from ppfreeze.arch.pretrained import load_pretrained  # noqa: E402
 from ppfreeze.config.errors import ConfigError  # noqa: E402
 from ppfreeze.export import export_model, load_trained_tensors, save_trained_tensors  # noqa: E402
+from ppfreeze.export.exporter import save_program  # noqa: E402
 from ppfreeze.freeze import FreezeAudit, build_freeze_plan, format_report  # noqa: E402
 from ppfreeze.freeze.peft import LoRAConv2D, LoRALinear, VisualPrompt  # noqa: E402
 
@@ -189,7 +190,7 @@ def test_bitfit_trains_biases_norm_affines_and_head_only(build):
 
 # -- VPT ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("deep", [False, True])
-def test_vpt_trains_prompts_and_head_only(deep):
+def test_vpt_trains_prompts_and_head_only(deep, tmp_path):
     model = tiny_vit()
     seen = []
     model.blocks[2].register_forward_pre_hook(lambda layer, inputs: seen.append(inputs[0].shape[1]))
@@ -210,6 +211,10 @@ def test_vpt_trains_prompts_and_head_only(deep):
     x = batches(1, seed=4)[0][0]
     copied = reparameterized_copy(model)  # the exporter's deep copy keeps working prompt hooks
     assert np.array_equal(copied(x).numpy(), model(x).numpy())
+    if deep:  # and the exported static program runs them too (dynamic batch)
+        save_program(copied, IMAGE, str(tmp_path))
+        exported = paddle.jit.load(os.path.join(str(tmp_path), "inference"))
+        np.testing.assert_allclose(exported(x).numpy(), model(x).numpy(), rtol=0, atol=1e-5)
     model.prompt.tokens.set_value(paddle.zeros_like(model.prompt.tokens) + 1.0)
     assert not np.array_equal(copied(x).numpy(), model(x).numpy())  # the copy's hooks use its own prompts
 

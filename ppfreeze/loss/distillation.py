@@ -19,7 +19,7 @@ freezes it, and under DML (both trainable) gradients reach both models as in Pad
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import paddle
 import paddle.nn as nn

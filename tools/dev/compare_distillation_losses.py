@@ -1,4 +1,8 @@
-"""Compare ppfreeze's distillation losses with PaddleClas's loss code on the same inputs.
+"""Compare ppfreeze's distillation losses and DistillationModel with PaddleClas's code on the same inputs.
+
+DistillationModel: PaddleClas's and ours, built from the same ``Arch`` (ResNet34 teacher,
+ResNet18 / PPLCNet_x1_0 students), must have the same state-dict keys and shapes in the same
+order, and give the same outputs once PaddleClas's weights are loaded into ours.
 
 For each loss (with the arguments PaddleClas's configs use): the value, and the gradients with
 respect to the student's and the teacher's outputs (DML trains both, so both gradients matter).
@@ -113,6 +117,37 @@ def diff(a, b) -> str:
     return f"{np.abs(a - b).max():.2e}"
 
 
+MODEL_CASES = [
+    {"models": [{"Teacher": {"name": "ResNet34", "class_num": 10}}, {"Student": {"name": "ResNet18", "class_num": 10}}],
+     "freeze_params_list": [True, False]},
+    {"models": [{"Teacher": {"name": "ResNet50_vd", "class_num": 10}},
+                {"Student": {"name": "PPLCNet_x1_0", "class_num": 10}}], "freeze_params_list": [True, False]},
+]
+
+
+def compare_models(theirs_arch) -> float:
+    import copy
+    import paddle
+    from ppfreeze.arch import build_model
+    worst = 0.0
+    for case in MODEL_CASES:
+        paddle.seed(0)
+        theirs = theirs_arch.DistillationModel(**copy.deepcopy(case))
+        ours = build_model({"name": "DistillationModel", **copy.deepcopy(case)})
+        t = [(k, list(v.shape)) for k, v in theirs.state_dict().items()]
+        o = [(k, list(v.shape)) for k, v in ours.state_dict().items()]
+        ours.set_state_dict(theirs.state_dict())
+        theirs.eval(), ours.eval()
+        x = paddle.to_tensor(np.random.default_rng(0).standard_normal((2, 3, 64, 64)).astype("float32"))
+        a, b = theirs(x), ours(x)
+        d = max(float(np.abs(a[k].numpy() - b[k].numpy()).max()) for k in a)
+        names = " / ".join(next(iter(m.values()))["name"] for m in case["models"])
+        print(f"DistillationModel {names:<28} keys+shapes equal in order: {t == o} ({len(t)} tensors); "
+              f"outputs max |d| {d:.2e}")
+        worst = max(worst, d if t == o else float("inf"))
+    return worst
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--paddleclas", required=True, help="a PaddleClas checkout")
@@ -121,8 +156,9 @@ def main() -> int:
     from ppcls.utils import logger
     logger.init_logger()
     import ppcls.loss as theirs_mod
+    import ppcls.arch as theirs_arch
     from ppfreeze.loss import LOSSES
-    worst = 0.0
+    worst = compare_models(theirs_arch)
     print(f"{'loss':<28} {'kwargs':<60} {'value ours':>12} {'|d value|':>10}  grads: student / teacher (max |d|)")
     for index, (name, kwargs, kind) in enumerate(CASES):
         s, t, label, feats = inputs(kind, index)

@@ -45,7 +45,9 @@ class VisualPrompt(nn.Layer):
 
     def insert(self, x: paddle.Tensor, block_index: int) -> paddle.Tensor:
         """Tokens entering block ``block_index``: prompts inserted (block 0) or replaced (deep)."""
-        prompts = self.tokens[block_index].unsqueeze(0).expand([x.shape[0], -1, -1]).astype(x.dtype)
+        # broadcast against a [B, 1, 1] zero: hooks are not converted by to_static, where x.shape[0]
+        # of a dynamic batch would read -1
+        prompts = self.tokens[block_index].unsqueeze(0).astype(x.dtype) + paddle.zeros_like(x[:, :1, :1])
         if self.dropout > 0:
             prompts = F.dropout(prompts, self.dropout, training=self.training)
         head, p = x[:, : self.prefix_tokens], self.prefix_tokens
