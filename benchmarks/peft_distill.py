@@ -16,7 +16,7 @@ head frozen), LoRA (rank 8 on the trunk's convolutions / a ViT's qkv) and BitFit
 Each variant runs in its own process (its peak RSS is its own), all in one run; read the ratios.
 
     python benchmarks/peft_distill.py                                   # the defaults below, 224 px
-    python benchmarks/peft_distill.py --batch 4 --steps 2 --size 224    # a short look
+    python benchmarks/peft_distill.py --batch 4 --steps 2 --rounds 1    # a short look
     python benchmarks/peft_distill.py --peft-models ResNet50 ViT_small_patch16_224   # once ViT is in
 """
 from __future__ import annotations
@@ -120,6 +120,20 @@ def measure(part: str, variant: str, args, model: str = "") -> dict:
                                      "--steps", str(args.steps)], env=env)
 
 
+def measure_all(part: str, variants, args, model: str = "") -> dict:
+    """Every variant once per round, round-robin (drift on a shared machine hits all alike); the
+    median step time and the largest peak RSS over the rounds."""
+    runs = {v: [] for v in variants}
+    for _ in range(args.rounds):
+        for v in variants:
+            runs[v].append(measure(part, v, args, model))
+    out = {}
+    for v, rs in runs.items():
+        step = sorted(r["step_s"] for r in rs)[len(rs) // 2]
+        out[v] = dict(rs[0], step_s=step, peak_rss_mb=max(r["peak_rss_mb"] for r in rs))
+    return out
+
+
 def _row(name: str, r: dict, ref: dict) -> str:
     return (f"{name:<26} {r['step_s']:>8.3f} {r['step_s'] / ref['step_s']:>7.2f} {r['peak_rss_mb']:>8.0f} "
             f"{r['peak_rss_mb'] / ref['peak_rss_mb']:>7.2f} {r['trainable']:>12,} {r['trainable'] / r['total']:>8.2%}")
@@ -136,6 +150,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--steps", type=int, default=5, help="timed steps per variant (median reported)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--rounds", type=int, default=3, help="round-robin repetitions of every variant (median)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--part", help=argparse.SUPPRESS)
     parser.add_argument("--variant", help=argparse.SUPPRESS)
@@ -144,12 +159,12 @@ def main() -> None:
     if args.child:
         return run_child(args)
     header = f"{'variant':<26} {'step s':>8} {'x ref':>7} {'peak MB':>8} {'x ref':>7} {'trainable':>12} {'share':>8}"
-    print(f"batch {args.batch}, {args.size} px, {args.threads} threads, median of {args.steps} steps, "
-          f"Momentum + L2, {CLASSES} classes")
+    print(f"batch {args.batch}, {args.size} px, {args.threads} threads, median of {args.steps} steps x "
+          f"{args.rounds} rounds, Momentum + L2, {CLASSES} classes")
     if "distill" in args.parts:
         print(f"\n1. distillation: teacher {args.teacher}, student {args.student}; GT CE + KD (T=4); ref = frozen")
         print(header + "\n" + "-" * len(header))
-        rows = {v: measure("distill", v, args) for v in DISTILL_VARIANTS}
+        rows = measure_all("distill", DISTILL_VARIANTS, args)
         for v in DISTILL_VARIANTS:
             print(_row(v, rows[v], rows["frozen"]))
         print(f"frozen teacher: {rows['frozen']['no_backward_share']:.1%} of forward MACs run no backward; "
@@ -163,7 +178,7 @@ def main() -> None:
                 continue
             print(f"\n2. fine-tuning {model}; ref = full fine-tuning")
             print(header + "\n" + "-" * len(header))
-            rows = {v: measure("peft", v, args, model) for v in PEFT_VARIANTS}
+            rows = measure_all("peft", PEFT_VARIANTS, args, model)
             for v in PEFT_VARIANTS:
                 print(_row(v, rows[v], rows["full"]) + (f"  (+{rows[v]['added']:,} added)" if rows[v]["added"] else ""))
 

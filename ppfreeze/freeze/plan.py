@@ -146,7 +146,10 @@ class FreezePlan:
     # -- checkpoints -------------------------------------------------------------------------
     def fingerprint(self) -> str:
         """sha256 of every resolved state: differs when the Freeze config or the model differs."""
-        blob = json.dumps([s.signature() for s in self._states.values()], sort_keys=True, default=str)
+        signature: List[Any] = [s.signature() for s in self._states.values()]
+        if self.peft:  # adapter shapes and scales (LoRA rank / alpha, prompt count) are part of the plan
+            signature.append([repr(a.spec) for a in self.peft])
+        blob = json.dumps(signature, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
     def state_dict(self) -> Dict[str, Any]:

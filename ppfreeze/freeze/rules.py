@@ -174,7 +174,7 @@ def _ordered_unique(names, order: Optional[Sequence[str]] = None) -> List[str]:
     return [n for n in order if n in seen]
 
 
-def decide(spec: FreezeSpec, index: ModelIndex, arch_rules: Sequence[RuleSpec] = (),
+def decide(spec: FreezeSpec, index: ModelIndex, model_rules: Sequence[RuleSpec] = (),
            peft_rules: Sequence[RuleSpec] = ()) -> Tuple[Dict[str, Decision], Dict[str, Tuple[str, str]], List[RuleMatch]]:
     """Apply the rules in order: the model's own (``Arch.freeze_params_list``), the
     ``until`` / ``stages`` shortcut, the PEFT rule, then ``Freeze.rules``.
@@ -182,7 +182,7 @@ def decide(spec: FreezeSpec, index: ModelIndex, arch_rules: Sequence[RuleSpec] =
     Returns (parameter decisions, BN layer -> (policy, rule key), per-rule matches).
     """
     shortcut = [r for r in [shortcut_rule(spec, index)] if r is not None]
-    rules = list(arch_rules) + shortcut + list(peft_rules) + list(spec.rules)
+    rules = list(model_rules) + shortcut + list(peft_rules) + list(spec.rules)
     decisions = {n: Decision() for n in index.param_names}
     bn: Dict[str, Tuple[str, str]] = {}
     matches: List[RuleMatch] = []
