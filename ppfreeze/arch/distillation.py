@@ -59,7 +59,7 @@ class DistillationModel(ArchModel):
             need them, e.g. margin heads, without it).
     """
 
-    def __init__(self, models: List[Dict[str, Any]], pretrained_list: Optional[List[Any]] = None,
+    def __init__(self, models: Optional[List[Dict[str, Any]]] = None, pretrained_list: Optional[List[Any]] = None,
                  freeze_params_list: Optional[List[bool]] = None, infer_model_name: Optional[str] = None,
                  class_num: Optional[int] = None, is_rec: Optional[bool] = None):
         super().__init__()
