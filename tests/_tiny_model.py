@@ -83,17 +83,19 @@ class TinyBlock(nn.Layer):
 
 
 class TinyViT(nn.Layer):
-    """patch_embed (8x8 patches of a 16x16 image) + cls_token + pos_embed -> 3 blocks -> norm -> head."""
+    """patch_embed (8x8 patches of a 16x16 image, or of ``image_size``) + cls_token + pos_embed -> 3 blocks
+    -> norm -> head."""
 
     stages = OrderedDict([("stem", ["patch_embed", "cls_token", "pos_embed"]),
                           ("stage1", ["blocks.0", "blocks.1"]), ("stage2", ["blocks.2"]),
                           ("head", ["norm", "head"])])
 
-    def __init__(self, num_classes: int = 5, dim: int = 16, num_heads: int = 2):
+    def __init__(self, num_classes: int = 5, dim: int = 16, num_heads: int = 2, image_size: int = 16):
         super().__init__()
         self.patch_embed = nn.Conv2D(3, dim, 8, stride=8)
         self.cls_token = self.create_parameter([1, 1, dim], default_initializer=nn.initializer.Normal(std=0.02))
-        self.pos_embed = self.create_parameter([1, 5, dim], default_initializer=nn.initializer.Normal(std=0.02))
+        tokens = 1 + (image_size // 8) ** 2
+        self.pos_embed = self.create_parameter([1, tokens, dim], default_initializer=nn.initializer.Normal(std=0.02))
         self.blocks = nn.LayerList([TinyBlock(dim, num_heads) for _ in range(3)])
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, num_classes)

@@ -4,8 +4,9 @@ import pytest
 
 from ppfreeze.arch import MODELS, ArchModel, build_model, contract_violations
 
-# RecModel is assembled from sections; it is checked with a backbone below.
-STANDALONE = [n for n in MODELS.names() if n != "RecModel" and MODELS.get(n).__module__.startswith("ppfreeze.")]
+# RecModel and DistillationModel are assembled from sections; they are checked with backbones below.
+ASSEMBLED = ("RecModel", "DistillationModel")
+STANDALONE = [n for n in MODELS.names() if n not in ASSEMBLED and MODELS.get(n).__module__.startswith("ppfreeze.")]
 
 
 @pytest.mark.parametrize("name", STANDALONE)
@@ -23,6 +24,16 @@ def test_recmodel_keeps_the_contract():
                          "Head": {"name": "ArcMargin", "embedding_size": 64, "class_num": 5}})
     assert contract_violations(model) == []
     assert (model.num_features, model.class_num, model.needs_label) == (64, 5, True)
+
+
+def test_distillation_model_keeps_the_contract():
+    with paddle.LazyGuard():
+        model = build_model({"name": "DistillationModel", "class_num": 7, "freeze_params_list": [True, False],
+                             "models": [{"Teacher": {"name": "ResNet18"}}, {"Student": {"name": "PPLCNet_x0_25"}}]})
+    assert contract_violations(model) == []
+    assert (model.class_num, model.num_features, model.branches) == (7, model.Student.num_features,
+                                                                     ["Teacher", "Student"])
+    assert list(model.stages)[0] == "Teacher.stem" and list(model.stages)[-1] == "Student.head"
 
 
 def test_contract_catches_a_model_that_breaks_it():

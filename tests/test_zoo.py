@@ -20,7 +20,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MANIFEST_DIR = os.path.join(ROOT, "tests", "manifests")
 MAX_PARAMS = None if os.environ.get("PPFREEZE_FULL_ZOO") else 30_000_000
 # registered names PaddleClas does not register (generic families taking a size argument, wrappers)
-PPFREEZE_ONLY = {"RecModel", "PPLCNet"}
+PPFREEZE_ONLY = {"RecModel", "PPLCNet", "DistillationModel"}
 
 
 def _manifests():

@@ -27,6 +27,13 @@ about a model is assumed. See docs/contributing.md for how to add a backbone.
 ``adapt_state_dict(state)`` (optional)
     Maps a weights file's keys onto this model before loading (ResNet50_metabin reads a plain
     ResNet50 file, as in PaddleClas); absent on most models.
+``branches`` (optional)
+    Names of top-level sub-models that run side by side on the same input instead of one
+    after the other (``DistillationModel``: ``["Teacher", "Student"]``). Each one's stages are
+    prefixed with its name (``Teacher.stem`` .. ``Teacher.head``, ``Student.stem`` ..).
+``frozen_by_arch`` (optional)
+    ``{config key: [pattern, ...]}``: parts the ``Arch`` section itself asks to freeze
+    (PaddleClas's ``freeze_params_list``); the Freeze plan turns each into a rule under that key.
 ``export_model()``
     The layer to export. By default a copy in which every sublayer that has a ``fused()`` method
     (a multi-branch training block: RepVGG, PP-LCNetV2) is replaced by the single-branch layer it
@@ -119,9 +126,10 @@ def contract_violations(model: nn.Layer) -> List[str]:
     stages: Dict[str, List[str]] = OrderedDict((k, list(v)) for k, v in (getattr(model, "stages", None) or {}).items())
     if not stages:
         return problems + ["declares no stages"]
-    names = list(stages)
-    if names[0] != "stem" or names[-1] != "head":
-        problems.append(f"stages must run from 'stem' to 'head', got {names}")
+    for prefix in [f"{b}." for b in getattr(model, "branches", None) or []] or [""]:
+        names = [n[len(prefix):] for n in stages if n.startswith(prefix)]
+        if not names or names[0] != "stem" or names[-1] != "head":
+            problems.append(f"stages must run from '{prefix}stem' to '{prefix}head', got {[prefix + n for n in names]}")
     layers = [n for n, _ in model.named_sublayers()]
     params = [n for n, _ in model.named_parameters()]
     order = {n: i for i, n in enumerate(layers)}

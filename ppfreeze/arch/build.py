@@ -11,6 +11,7 @@ from ..config.errors import ConfigError
 from ..utils.builder import split_component
 from .pretrained import ALL_BUT_HEAD, LoadReport, coverage_shortfall, load_pretrained
 from .registry import MODELS
+from .returns import attach_returns
 
 logger = logging.getLogger("ppfreeze")
 # PaddleClas Arch keys that shape the exported inference model only
@@ -34,11 +35,14 @@ def build_model(arch_cfg: Dict[str, Any], key: str = "Arch", class_num: Optional
     for ignored in ("use_ssld", "use_sync_bn"):
         if kwargs.pop(ignored, False):
             logger.warning("%s.%s is ignored by ppfreeze", key, ignored)
+    # PaddleClas's TheseusLayer options: the model also returns inner features (arch/returns.py)
+    returns = (kwargs.pop("return_patterns", None), kwargs.pop("return_stages", None))
     factory = MODELS.get(name, f"{key}.name")
     if class_num is not None and "class_num" not in kwargs and _accepts(factory, "class_num"):
         kwargs["class_num"] = class_num
     model = MODELS.build({"name": name, **kwargs}, key)
     _load_arch_pretrained(model, pretrained, f"{key}.pretrained")
+    attach_returns(model, *returns, key)
     return model
 
 

@@ -8,6 +8,7 @@ from ..utils.lazy import lazy_getattr
 
 from .postprocess import MultiLabelThreshOutput, ScoreOutput, ThreshOutput, Topk
 from .attr_postprocess import PersonAttribute, TableAttribute, VehicleAttribute
+from .distill_postprocess import DistillationPostProcess
 from .preprocess import create_operators, transform
 from .registry import BATCH_OPS, DATASETS, OPS, POSTPROCESS, SAMPLERS
 from . import pk_sampler  # noqa: F401  (registers PKSampler / DistributedRandomIdentitySampler; numpy only)
@@ -41,5 +42,6 @@ __getattr__ = lazy_getattr(__name__, _PADDLE_BACKED)
 
 __all__ = ["Topk", "ThreshOutput",
            "MultiLabelThreshOutput", "ScoreOutput", "PersonAttribute", "VehicleAttribute", "TableAttribute",
+           "DistillationPostProcess",
            "create_operators",
            "transform", "BATCH_OPS", "DATASETS", "OPS", "POSTPROCESS", "SAMPLERS", *_PADDLE_BACKED]

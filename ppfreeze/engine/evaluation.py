@@ -15,6 +15,7 @@ from typing import Any, Dict, Tuple
 import numpy as np
 import paddle
 
+from ..arch.outputs import primary_output
 from ..config.errors import ConfigError
 from ..retrieval.evaluation import EmbeddedSet, build_retrieval_metrics
 
@@ -229,6 +230,7 @@ def _eval_sections(loader_cfg: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def _features_of(output: Any, feat_from: str) -> paddle.Tensor:
+    output = primary_output(output)  # a DistillationModel: its deployed model's output
     if not isinstance(output, dict):
         raise ConfigError("Arch.name", f"retrieval evaluation needs a model that returns a dict of outputs, "
                                        f"got {type(output).__name__}", "use Arch.name: RecModel")

@@ -7,6 +7,7 @@ from typing import Any, Dict, List, Tuple
 import numpy as np
 import paddle
 
+from ..arch.outputs import primary_output
 from ..config.errors import ConfigError
 from ..errors import DataIntegrityError
 from ..utils.images import batched, list_images, preprocess_images
@@ -40,6 +41,7 @@ def predict(engine) -> List[Dict[str, Any]]:
             continue
         with paddle.no_grad():
             out = engine.model(paddle.to_tensor(np.stack(arrays).astype("float32")))
+        out = primary_output(out)  # a DistillationModel: its deployed model's output
         if isinstance(out, (list, tuple)):  # GoogLeNet: [logits, aux1, aux2]
             out = out[0]
         if isinstance(out, dict):

@@ -16,6 +16,8 @@ _PADDLE_BACKED = {
     "InferenceModel": "wrapper",
     "save_sublayer_weights": "sublayer_weights",
     "load_sublayer_weights": "sublayer_weights",
+    "save_trained_tensors": "adapter_weights",
+    "load_trained_tensors": "adapter_weights",
 }
 
 __getattr__ = lazy_getattr(__name__, _PADDLE_BACKED)

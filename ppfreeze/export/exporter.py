@@ -79,11 +79,13 @@ def _export(config: Dict[str, Any], save_dir: str, fmt: str, onnx: bool) -> Expo
     postprocess = export_postprocess(config)
     engine, options = build_export_engine(config)
     weights = check_weights(engine.pretrained_report, glob)
-    output_keys = check_output_key(engine.model, options, image_shape)
-    freeze = freeze_summary(engine, image_shape) if config.get("Freeze") else None
+    # the deploy form: multi-branch blocks fused (RepVGG), LoRA merged, only a DistillationModel's
+    # infer_model_name; same outputs
+    deploy = engine.model.export_model()
+    output_keys = check_output_key(deploy, options, image_shape)
+    freeze = freeze_summary(engine, image_shape) if config.get("Freeze") or engine.freeze.matches else None
     with staged_directory(save_dir) as staging:
-        # the deploy form: multi-branch blocks fused (RepVGG), same outputs
-        save_program(InferenceModel(engine.model.export_model(), options), image_shape, staging)
+        save_program(InferenceModel(deploy, options), image_shape, staging)
         postprocess, label_map = _stage_class_map(postprocess, staging)
         meta = {
             "Global": {"model_name": config["Arch"]["name"], "image_shape": image_shape, "input_name": INPUT_NAME,

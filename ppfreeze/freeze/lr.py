@@ -42,6 +42,10 @@ class LrMultipliers:
     def _resolve_decay(spec: FreezeSpec, index: ModelIndex) -> Dict[str, float]:
         if spec.layer_decay is None:
             return {}
+        if index.branches:
+            raise ConfigError(f"{spec.key}.layer_decay", f"the model runs several models side by side "
+                                                          f"({', '.join(index.branches)}): depth is ambiguous",
+                              "use lr_mult patterns per model instead")
         group_of = {u: u for u in index.param_units()}
         for stage in ("stem", "head"):
             for unit in index.stages.get(stage, []):

@@ -101,7 +101,9 @@ def _explain(decisions: Dict[str, Decision], bn: Dict[str, Tuple[str, str]], ind
                    f"still runs through {span} (activation gradients and their memory) to reach it")
         notes.append(message)
         # Only warn when a freeze rule itself left the blocker trainable; a trainable
-        # layer the user never mentioned is an ordinary partial freeze.
-        if blocker is not None and decisions[blocker].rule is not None:
+        # layer the user never mentioned is an ordinary partial freeze, and PEFT (BitFit's BN
+        # affines) keeps it trainable on purpose.
+        rule = decisions[blocker].rule if blocker is not None else None
+        if rule is not None and not rule.endswith(".peft"):
             logger.warning("Freeze %s", message)
     return notes

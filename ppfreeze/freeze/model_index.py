@@ -68,6 +68,8 @@ class ModelIndex:
         self.param_names: List[str] = [n for n, p in model.named_parameters() if id(p) not in stats]
         self.owner: Dict[str, str] = {n: ".".join(n.split(".")[:-1]) for n in self.param_names}
         self.stages: Dict[str, List[str]] = self._read_stages(model)
+        # sub-models that run side by side (DistillationModel): forward order holds within each
+        self.branches: List[str] = [str(b) for b in getattr(model, "branches", None) or []]
         self.units: List[str] = self._forward_units(model)
         self.unit_of: Dict[str, Optional[str]] = {n: self._find_unit(n) for n in self.param_names}
         self.params_of_unit: Dict[str, List[str]] = {u: [n for n in self.param_names if self.unit_of[n] == u]
@@ -103,6 +105,10 @@ class ModelIndex:
             if is_under(param_name, unit):
                 return unit
         return None
+
+    def branch_of(self, name: str) -> Optional[str]:
+        """The branch (side-by-side sub-model) ``name`` lies in, or None."""
+        return next((b for b in self.branches if is_under(name, b)), None)
 
     @property
     def trunk_stages(self) -> List[str]:

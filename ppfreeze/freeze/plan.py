@@ -23,7 +23,8 @@ from .apply import ModelDefaults, apply_state, remove_hooks
 from .lr import LrMultipliers
 from .methods import resolve_methods
 from .model_index import ModelIndex, unwrap
-from .rules import Decision, decide
+from .peft import Attachment, attach_adapters, peft_rule
+from .rules import Decision, arch_rules, decide
 from .schedule import replay
 from .spec import FreezeSpec, parse_freeze_spec
 from .state import FreezeState, ParamState
@@ -38,10 +39,15 @@ class FreezePlan:
 
     def __init__(self, spec: FreezeSpec, model: paddle.nn.Layer):
         self.spec = spec
+        model_rules = dict(getattr(unwrap(model), "frozen_by_arch", None) or {})
+        arch_patterns = [p for patterns in model_rules.values() for p in patterns]
+        # PEFT adds its tensors (LoRA, prompts) first: they are parameters the plan indexes
+        self.peft: List[Attachment] = attach_adapters(model, spec.peft, arch_patterns)
         self.index = ModelIndex(model)
         self.defaults = ModelDefaults.capture(model, self.index)
         self.lr = LrMultipliers(spec, self.index)
-        self._decisions, self._bn, self.matches = decide(spec, self.index)
+        peft = [r for r in [peft_rule(spec, self.peft, self.index, arch_patterns)] if r is not None]
+        self._decisions, self._bn, self.matches = decide(spec, self.index, arch_rules(model_rules), peft)
         # Epoch 1 and each milestone epoch: every state the run can be in.
         self._states: Dict[int, FreezeState] = {e: self._resolve(e) for e in self._state_epochs()}
         self._hooks: List[Any] = []
@@ -59,7 +65,8 @@ class FreezePlan:
         params = {n: self._param_state(n, decisions[n], resolution.methods.get(n), policies)
                   for n in self.index.param_names}
         return FreezeState(epoch=epoch, params=params, bn=policies,
-                           cut_boundary=resolution.cut_boundary, notes=resolution.notes)
+                           cut_boundary=resolution.cut_boundary, notes=resolution.notes,
+                           bn_rules={layer: rule for layer, (_, rule) in bn.items()})
 
     def _param_state(self, name: str, d: Decision, method: Optional[str], policies: Dict[str, str]) -> ParamState:
         owner = self.index.owner[name]
@@ -139,7 +146,10 @@ class FreezePlan:
     # -- checkpoints -------------------------------------------------------------------------
     def fingerprint(self) -> str:
         """sha256 of every resolved state: differs when the Freeze config or the model differs."""
-        blob = json.dumps([s.signature() for s in self._states.values()], sort_keys=True, default=str)
+        signature: List[Any] = [s.signature() for s in self._states.values()]
+        if self.peft:  # adapter shapes and scales (LoRA rank / alpha, prompt count) are part of the plan
+            signature.append([repr(a.spec) for a in self.peft])
+        blob = json.dumps(signature, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
     def state_dict(self) -> Dict[str, Any]:
@@ -170,6 +180,24 @@ class FreezePlan:
         state = self.state_at(epoch)
         buffers = [b for layer in state.stats_frozen_layers() for b in self.index.bn_buffers(layer)]
         return state.frozen_names() + buffers
+
+    def trained_tensor_names(self, model: paddle.nn.Layer) -> List[str]:
+        """State-dict keys training may change: all but those frozen in every state of the plan.
+
+        With PEFT these are the adapters, the head and whatever a milestone unfreezes: saved
+        alone (``tools/export_weights.py --adapters``) they turn the base weights into the
+        fine-tuned model.
+        """
+        always = set.intersection(*(set(self.frozen_tensor_names(e)) for e in self.state_epochs()))
+        return [k for k in unwrap(model).state_dict() if k not in always]
+
+    def frozen_tensor_rules(self, epoch: int = 1) -> Dict[str, Optional[str]]:
+        """Each of :meth:`frozen_tensor_names` -> the config key (rule, milestone) that froze it."""
+        state = self.state_at(epoch)
+        rules: Dict[str, Optional[str]] = {n: state.params[n].rule for n in state.frozen_names()}
+        for layer in state.stats_frozen_layers():
+            rules.update({b: state.bn_rules.get(layer) for b in self.index.bn_buffers(layer)})
+        return rules
 
     def check_pretrained(self, loaded_keys: Set[str], allow_random_frozen: Optional[bool] = None) -> List[str]:
         """Refuse to freeze tensors the pretrained weights did not provide (they would stay random).

@@ -35,6 +35,7 @@ def build_report(plan: "FreezePlan", model: paddle.nn.Layer, image_shape: Sequen
         "epoch": state.epoch,
         "rules": [_rule_entry(m, state, sizes) for m in plan.matches],
         "params": _param_totals(state, sizes),
+        "peft": _peft(plan, state, sizes),
         "flops": _flops(model, image_shape, state),
         "method": {"requested": plan.spec.method, "cut_boundary": state.cut_boundary, "notes": list(state.notes),
                    "used": dict(Counter(p.method for p in state.params.values() if p.frozen))},
@@ -67,6 +68,29 @@ def _param_totals(state: FreezeState, sizes: Dict[str, int]) -> Dict[str, Any]:
             "tensors_frozen": sum(p.frozen for p in state.params.values()),
             "tensors_trainable": sum(not p.frozen for p in state.params.values()),
             "tensors_in_optimizer": sum(p.in_optimizer for p in state.params.values())}
+
+
+def _peft(plan: "FreezePlan", state: FreezeState, sizes: Dict[str, int]) -> Dict[str, Any]:
+    """What PEFT added and what trains, against the base model's size (empty without PEFT)."""
+    if not plan.peft:
+        return {}
+    added = [n for a in plan.peft for n in a.added]
+    total = sum(sizes.values())
+    added_values = sum(sizes[n] for n in added)
+    trainable = sum(sizes[n] for n, p in state.params.items() if not p.frozen)
+    base = total - added_values
+    methods = []
+    for a in plan.peft:
+        entry = {"key": a.spec.key, "method": a.spec.method, "layers": list(a.layers), "num_layers": len(a.layers),
+                 "params_added": sum(sizes[n] for n in a.added), "skipped": [f"{n} ({why})" for n, why in a.skipped]}
+        if a.spec.method == "lora":
+            entry.update(rank=a.spec.rank, alpha=a.spec.alpha, dropout=a.spec.dropout)
+        elif a.spec.method == "vpt":
+            entry.update(num_tokens=a.spec.num_tokens, deep=a.spec.deep, dropout=a.spec.dropout)
+        methods.append(entry)
+    return {"methods": methods, "params_base": base, "params_added": added_values, "params_trainable": trainable,
+            "added_share_of_base": _share(added_values, base), "trainable_share_of_base": _share(trainable, base),
+            "base_trainable": trainable - sum(sizes[n] for n in added if not state.params[n].frozen)}
 
 
 def _flops(model: paddle.nn.Layer, image_shape: Sequence[int], state: FreezeState) -> Dict[str, Any]:
@@ -106,6 +130,7 @@ def format_report(report: Dict[str, Any]) -> str:
              f"  method requested: {report['method']['requested']}; used: "
              f"{_counts(report['method']['used']) or 'nothing frozen'}"]
     lines += [f"  note: {note}" for note in report["method"]["notes"]]
+    lines += _peft_lines(report.get("peft") or {})
     for rule in report["rules"]:
         lines.append(f"  rule {rule['key']}: select {_short(rule['select'])}"
                      + (f" exclude {rule['exclude']}" if rule["exclude"] else "")
@@ -125,6 +150,21 @@ def format_report(report: Dict[str, Any]) -> str:
     lines.append(f"  verify: {report['verify']}; cache_features: {report['cache_features']['value']} "
                  f"({report['cache_features']['note']})")
     return "\n".join(lines)
+
+
+def _peft_lines(peft: Dict[str, Any]) -> List[str]:
+    if not peft:
+        return []
+    lines = []
+    for m in peft["methods"]:
+        how = {"lora": lambda: f" on {m['num_layers']} layers (rank {m['rank']}, alpha {m['alpha']:g})",
+               "vpt": lambda: f" ({m['num_tokens']} {'deep' if m['deep'] else 'shallow'} prompt tokens)",
+               "bitfit": lambda: " (biases and norm affines train)"}[m["method"]]()
+        lines.append(f"  peft {m['key']}: {m['method']}{how}, {m['params_added']:,} parameters added")
+    lines.append(f"  peft totals: base {peft['params_base']:,} parameters, added {peft['params_added']:,} "
+                 f"({peft['added_share_of_base']:.2%} of the base), trainable {peft['params_trainable']:,} "
+                 f"({peft['trainable_share_of_base']:.2%} of the base; {peft['base_trainable']:,} of them base parameters)")
+    return lines
 
 
 def _short(names: List[str], keep: int = 6) -> str:

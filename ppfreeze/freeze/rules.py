@@ -51,6 +51,14 @@ def unmatched_error(key: str, pattern: str, index: ModelIndex, what: str = "para
                        f"{did_you_mean(stem, index.all_names())}")
 
 
+def arch_rules(model_rules: Dict[str, Sequence[str]]) -> List[RuleSpec]:
+    """Rules for what the ``Arch`` section freezes itself (a model's ``frozen_by_arch``: PaddleClas's
+    ``freeze_params_list``): method ``auto`` (a frozen teacher in front is cut) and fixed BN
+    statistics, whatever the Freeze section's defaults."""
+    return [RuleSpec(key=key, select=tuple(patterns), method="auto", bn="frozen", ln="frozen")
+            for key, patterns in model_rules.items()]
+
+
 def shortcut_rule(spec: FreezeSpec, index: ModelIndex) -> Optional[RuleSpec]:
     """Expand ``until`` or ``stages`` into a rule over the frozen prefix (None if neither is set)."""
     if spec.until is not None:
@@ -63,6 +71,17 @@ def shortcut_rule(spec: FreezeSpec, index: ModelIndex) -> Optional[RuleSpec]:
 
 
 def _until_names(spec: FreezeSpec, index: ModelIndex) -> List[str]:
+    names = _prefix_names(spec, index)
+    branch = index.branch_of(spec.until)
+    if index.branches and branch is None:
+        raise ConfigError(f"{spec.key}.until", f"'{spec.until}' is not inside one of the models that run side by side "
+                                               f"({', '.join(index.branches)})",
+                          f"name a stage or sublayer of one of them, e.g. until: {index.branches[-1]}.stage2")
+    # side-by-side models: the prefix is the one of the model 'until' lies in
+    return [n for n in names if branch is None or is_under(n, branch)]
+
+
+def _prefix_names(spec: FreezeSpec, index: ModelIndex) -> List[str]:
     until, key = spec.until, f"{spec.key}.until"
     if until in index.stages:
         return index.units_through(index.stages[until][-1])
@@ -86,6 +105,10 @@ def _stages_units(spec: FreezeSpec, index: ModelIndex) -> List[str]:
     trunk = index.trunk_stages
     if not index.stages:
         raise ConfigError(key, "the model declares no stages", "use until: <sublayer name> or rules instead")
+    if index.branches:
+        raise ConfigError(key, f"the model runs several models side by side ({', '.join(index.branches)}), so a "
+                               f"number of stages is ambiguous",
+                          f"use until: {index.branches[-1]}.<stage> (e.g. {next(reversed(index.stages))})")
     if n > len(trunk):
         raise ConfigError(key, f"{n} is more than the model's {len(trunk)} stages ({', '.join(trunk)})",
                           f"use a number from 0 to {len(trunk)}")
@@ -151,12 +174,15 @@ def _ordered_unique(names, order: Optional[Sequence[str]] = None) -> List[str]:
     return [n for n in order if n in seen]
 
 
-def decide(spec: FreezeSpec, index: ModelIndex) -> Tuple[Dict[str, Decision], Dict[str, Tuple[str, str]], List[RuleMatch]]:
-    """Apply the shortcut and the rules in order.
+def decide(spec: FreezeSpec, index: ModelIndex, model_rules: Sequence[RuleSpec] = (),
+           peft_rules: Sequence[RuleSpec] = ()) -> Tuple[Dict[str, Decision], Dict[str, Tuple[str, str]], List[RuleMatch]]:
+    """Apply the rules in order: the model's own (``Arch.freeze_params_list``), the
+    ``until`` / ``stages`` shortcut, the PEFT rule, then ``Freeze.rules``.
 
     Returns (parameter decisions, BN layer -> (policy, rule key), per-rule matches).
     """
-    rules = ([r for r in [shortcut_rule(spec, index)] if r is not None]) + list(spec.rules)
+    shortcut = [r for r in [shortcut_rule(spec, index)] if r is not None]
+    rules = list(model_rules) + shortcut + list(peft_rules) + list(spec.rules)
     decisions = {n: Decision() for n in index.param_names}
     bn: Dict[str, Tuple[str, str]] = {}
     matches: List[RuleMatch] = []

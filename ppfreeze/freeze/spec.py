@@ -18,10 +18,16 @@ BN_POLICIES = ("frozen", "freeze_stats", "freeze_affine", "train")
 LN_POLICIES = ("frozen", "train")
 VERIFY_MODES = ("never", "end", "epoch")
 
-TOP_KEYS = ("until", "stages", "method", "bn", "ln", "rules", "lr_mult", "layer_decay", "schedule", "strict",
+TOP_KEYS = ("until", "stages", "method", "bn", "ln", "rules", "peft", "lr_mult", "layer_decay", "schedule", "strict",
             "verify", "allow_random_frozen", "cache_features")
 RULE_KEYS = ("select", "exclude", "types", "method", "bn", "ln", "lr_mult")
 MILESTONE_KEYS = ("epoch", "unfreeze", "lr_mult", "bn")
+# parameter-efficient fine-tuning methods and the keys each one takes (docs/freeze.md, "PEFT")
+PEFT_KEYS = {
+    "lora": ("method", "select", "exclude", "rank", "alpha", "dropout", "train"),
+    "bitfit": ("method", "train"),
+    "vpt": ("method", "select", "num_tokens", "deep", "dropout", "train"),
+}
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,33 @@ class MilestoneSpec:
 
 
 @dataclass(frozen=True)
+class PeftSpec:
+    """One parameter-efficient fine-tuning method (``Freeze.peft``).
+
+    ``lora``: low-rank adapters on the Linear / Conv2D layers ``select`` matches (minus
+    ``exclude``), ``W x + (alpha / rank) * B A dropout(x)``; ``bitfit``: biases and norm affines
+    train; ``vpt``: ``num_tokens`` prompt tokens inserted after the class token of a ViT-family
+    model (``deep``: new ones before every block). Everything else of the base model is frozen,
+    except ``train`` (default: the head stages).
+    """
+    key: str
+    method: str
+    select: Tuple[str, ...] = ()
+    exclude: Tuple[str, ...] = ()
+    rank: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.0
+    num_tokens: int = 10
+    deep: bool = False
+    train: Optional[Tuple[str, ...]] = None  # None: every head stage
+
+    @property
+    def scale(self) -> float:
+        """LoRA's scaling of the low-rank update, ``alpha / rank``."""
+        return self.alpha / self.rank
+
+
+@dataclass(frozen=True)
 class FreezeSpec:
     """The validated ``Freeze`` section (shortcuts not yet expanded: that needs the model)."""
     key: str = "Freeze"
@@ -63,6 +96,7 @@ class FreezeSpec:
     bn: str = "frozen"
     ln: str = "frozen"
     rules: Tuple[RuleSpec, ...] = ()
+    peft: Tuple[PeftSpec, ...] = ()
     lr_mult: Tuple[Tuple[str, float], ...] = ()
     layer_decay: Optional[float] = None
     schedule: Tuple[MilestoneSpec, ...] = ()
@@ -74,7 +108,7 @@ class FreezeSpec:
     @property
     def is_empty(self) -> bool:
         """True when the section freezes nothing and changes no learning rate."""
-        return (self.until is None and self.stages is None and not self.rules and not self.lr_mult
+        return (self.until is None and self.stages is None and not self.rules and not self.peft and not self.lr_mult
                 and self.layer_decay is None and not self.schedule)
 
 
@@ -106,6 +140,7 @@ def parse_freeze_spec(cfg: Optional[Dict[str, Any]], key: str = "Freeze") -> Fre
     return FreezeSpec(
         key=key, until=until, stages=stages, method=method, bn=bn, ln=ln,
         rules=_parse_rules(cfg.get("rules"), f"{key}.rules", method, bn, ln),
+        peft=_parse_peft(cfg.get("peft"), f"{key}.peft"),
         lr_mult=_parse_lr_mult(cfg.get("lr_mult"), f"{key}.lr_mult"),
         layer_decay=_parse_layer_decay(cfg.get("layer_decay"), f"{key}.layer_decay"),
         schedule=_parse_schedule(cfg.get("schedule"), f"{key}.schedule"),
@@ -183,6 +218,70 @@ def _parse_rule(rule: Any, key: str, method: str, bn: str, ln: str) -> RuleSpec:
         lr_mult=None if rule.get("lr_mult") is None else _mult(rule["lr_mult"], f"{key}.lr_mult"),
         ln=_choice(rule.get("ln", ln), LN_POLICIES, f"{key}.ln"),
     )
+
+
+def _parse_peft(value: Any, key: str) -> Tuple[PeftSpec, ...]:
+    """``peft: bitfit`` | ``peft: {method: lora, ...}`` | ``peft: [{method: lora, ...}, {method: vpt, ...}]``."""
+    if value is None:
+        return ()
+    items = [(value, key)] if isinstance(value, (str, dict)) else None
+    if isinstance(value, list):
+        items = [(item, f"{key}.{i}") for i, item in enumerate(value)]
+    if not items:
+        raise ConfigError(key, f"expected a method name, a mapping or a list of mappings, got {value!r}",
+                          "e.g. peft: bitfit, or peft: {method: lora, rank: 8, alpha: 16, select: [\"blocks.*.attn.qkv\"]}")
+    specs = [_parse_one_peft(item, item_key) for item, item_key in items]
+    seen: Dict[str, str] = {}
+    for spec in specs:
+        if spec.method in seen:
+            raise ConfigError(f"{spec.key}.method", f"{spec.method} is already configured at {seen[spec.method]}",
+                              "give each method once")
+        seen[spec.method] = spec.key
+    return tuple(specs)
+
+
+def _parse_one_peft(cfg: Any, key: str) -> PeftSpec:
+    if isinstance(cfg, str):
+        cfg = {"method": cfg}
+    if not isinstance(cfg, dict):
+        raise ConfigError(key, f"expected a mapping with 'method', got {cfg!r}")
+    method = _choice(cfg.get("method"), tuple(PEFT_KEYS), f"{key}.method")
+    _check_keys(cfg, PEFT_KEYS[method], key)
+    if method == "lora" and "select" not in cfg:
+        raise ConfigError(f"{key}.select", "missing: LoRA needs the layers to adapt",
+                          "e.g. select: [\"blocks.*.attn.qkv\"] (Linear / Conv2D layers, stage names or globs)")
+    train = cfg.get("train")
+    return PeftSpec(
+        key=key, method=method,
+        select=_patterns(cfg.get("select"), f"{key}.select", required=False),
+        exclude=_patterns(cfg.get("exclude"), f"{key}.exclude", required=False),
+        rank=_positive_int(cfg.get("rank", 8), f"{key}.rank"),
+        alpha=_positive(cfg.get("alpha", 16), f"{key}.alpha"),
+        dropout=_probability(cfg.get("dropout", 0.0), f"{key}.dropout"),
+        num_tokens=_positive_int(cfg.get("num_tokens", 10), f"{key}.num_tokens"),
+        deep=_bool(cfg.get("deep", False), f"{key}.deep"),
+        train=None if train is None else (() if train == [] else _patterns(train, f"{key}.train")),
+    )
+
+
+def _positive_int(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(key, f"expected an integer >= 1, got {value!r}")
+    return value
+
+
+def _positive(value: Any, key: str) -> float:
+    number = float(to_number(value, key))
+    if number <= 0:
+        raise ConfigError(key, f"expected a number > 0, got {number}")
+    return number
+
+
+def _probability(value: Any, key: str) -> float:
+    number = float(to_number(value, key))
+    if not 0.0 <= number < 1.0:
+        raise ConfigError(key, f"expected a probability in [0, 1), got {number}")
+    return number
 
 
 def _parse_lr_mult(value: Any, key: str) -> Tuple[Tuple[str, float], ...]:

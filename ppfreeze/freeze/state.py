@@ -43,6 +43,7 @@ class FreezeState:
     bn: Dict[str, str]
     cut_boundary: Optional[str] = None
     notes: List[str] = field(default_factory=list)
+    bn_rules: Dict[str, Optional[str]] = field(default_factory=dict)  # BN layer -> rule that set its policy
 
     def frozen_names(self) -> List[str]:
         """Frozen parameter names in model order."""

@@ -1,5 +1,5 @@
-"""Losses: registry, CELoss, SoftTargetCrossEntropy, triplet and multi-label losses, the PaddleClas-style
-weighted combination."""
+"""Losses: registry, CELoss, SoftTargetCrossEntropy, triplet, multi-label, GoogLeNet and distillation losses,
+the PaddleClas-style weighted combination."""
 from .registry import LOSSES
 from .celoss import CELoss, logits_of
 from .combined import CombinedLoss, build_loss
@@ -7,6 +7,7 @@ from . import triplet  # noqa: F401  (registers TripletLoss, TripletLossV2)
 from .multilabel import MultiLabelAsymmetricLoss, MultiLabelLoss
 from .soft_target import SoftTargetCrossEntropy
 from . import googlenetloss  # noqa: F401  (registers GoogLeNetLoss)
+from . import distillation  # noqa: F401  (registers the Distillation* losses)
 
 __all__ = ["LOSSES", "CELoss", "CombinedLoss", "SoftTargetCrossEntropy", "build_loss", "logits_of", "MultiLabelLoss",
            "MultiLabelAsymmetricLoss"]

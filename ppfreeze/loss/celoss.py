@@ -8,6 +8,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from ..config.errors import ConfigError
+from ..arch.outputs import primary_output
 from ..config.expr import to_number
 from .registry import LOSSES
 
@@ -15,7 +16,9 @@ ModelOutput = Union[paddle.Tensor, Dict[str, paddle.Tensor]]
 
 
 def logits_of(output: ModelOutput) -> paddle.Tensor:
-    """Return the logits of a model output: the tensor itself or ``output["logits"]``."""
+    """Return the logits of a model output: the tensor itself or ``output["logits"]``; of a
+    ``DistillationModel``'s output, those of its deployed model (``infer_model_name``)."""
+    output = primary_output(output)
     if isinstance(output, dict):
         if "logits" not in output:
             raise KeyError(f"the model returned a dict without 'logits' (keys: {sorted(output)}); "

@@ -14,6 +14,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from ..arch.outputs import primary_output
 from ..config.errors import ConfigError
 from .registry import LOSSES
 
@@ -76,6 +77,7 @@ class TripletLoss(nn.Layer):
         return (per_anchor * weights).sum() / weights.sum().clip(min=1.0)
 
     def _features(self, output: ModelOutput) -> paddle.Tensor:
+        output = primary_output(output)
         if not isinstance(output, dict):
             return output
         if self.feat_from not in output:

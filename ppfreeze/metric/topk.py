@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Dict, List, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import paddle
 
@@ -69,3 +69,31 @@ def _class_ids(label: paddle.Tensor, num_classes: int) -> paddle.Tensor:
     if label.ndim == 2 and label.shape[-1] == num_classes and num_classes > 1:
         return label.argmax(axis=-1).astype("int64")
     return label.reshape([-1]).astype("int64")
+
+
+@METRICS.register
+class DistillationTopkAcc(TopkAcc):
+    """``TopkAcc`` of one model of a ``DistillationModel`` (PaddleClas's ``DistillationTopkAcc``).
+
+    Args:
+        model_key: the model whose output is scored (``Student``).
+        feature_key: the entry of that model's dict output to score (default: its logits).
+        topk: as ``TopkAcc``.
+    """
+
+    def __init__(self, model_key: str, feature_key: Optional[str] = None, topk: Union[int, Sequence[int]] = (1, 5)):
+        super().__init__(topk=topk)
+        self.model_key = model_key
+        self.feature_key = feature_key
+
+    def __call__(self, output: ModelOutput, label: paddle.Tensor) -> Dict[str, paddle.Tensor]:
+        if isinstance(output, dict) and self.model_key in output:
+            output = output[self.model_key]
+        elif isinstance(output, dict) and "logits" not in output:
+            raise ConfigError("model_key", f"the model output has no model '{self.model_key}' (it has {sorted(output)})",
+                              "name one of the DistillationModel's models, e.g. model_key: Student")
+        if self.feature_key is not None:
+            if not isinstance(output, dict) or self.feature_key not in output:
+                raise ConfigError("feature_key", f"the output of '{self.model_key}' has no '{self.feature_key}'")
+            output = output[self.feature_key]
+        return super().__call__(output, label)
