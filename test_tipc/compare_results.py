@@ -162,9 +162,12 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
 def check_results_file(path: str, reference: DygraphReference, gallery: Optional[Gallery],
                        atol: float, rtol: float) -> Tuple[int, float]:
     """Check one saved results file; returns (images, max |diff|). Raises Mismatch."""
-    with open(path, encoding="utf-8") as f:
-        results = json.load(f)
-    if not isinstance(results, list) or not results:
+    with open(path, encoding="utf-8") as f:   # JSON Lines: one object per image (deploy's save_results)
+        results = [json.loads(line) for line in f if line.strip()]
+    failed = [r["file_name"] for r in results if "error" in r]
+    if failed:
+        raise Mismatch(f"{path}: {len(failed)} images failed in the deploy tool, e.g. {failed[0]}")
+    if not results:
         raise Mismatch(f"{path}: no results")
     outputs = reference([r["file_name"] for r in results])
     worst = 0.0

@@ -102,11 +102,16 @@ def test_cnn_chain_runs_every_step_and_agrees_with_dygraph(mirror, cnn_run):
     compare = (out / "compare_infer_gpus_-1.log").read_text()
     assert "compare infer: 4/4 results files agree with dygraph" in compare
     assert compare.count("24 images agree with dygraph") == 4
-    results = json.loads((out / "python_infer_cpu_gpus_-1_usemkldnn_True_threads_1_batchsize_6.json").read_text())
+    results = _json_lines(out / "python_infer_cpu_gpus_-1_usemkldnn_True_threads_1_batchsize_6.json")
     assert len(results) == 24 and len(results[0]["class_ids"]) == 12  # Topk over every class
     if "Run skipped (no GPU)" in log:  # a CPU machine: the GPU runs are logged, not failed
         assert re.search(r"Run skipped \(no GPU\) with command - PPLCNet_x0_25 - python tools/train.py .*"
                          r"Global.device=gpu", log)
+
+
+def _json_lines(path):
+    """What the deploy tools' save_results writes: one JSON object per line."""
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def test_freeze_chain_keeps_frozen_tensors_bit_identical(mirror, freeze_run):
@@ -131,10 +136,10 @@ def test_compare_infer_fails_on_a_tampered_score(mirror, freeze_run, monkeypatch
     args = logged_command(log, "test_tipc/compare_results.py infer")[2:]
     out = mirror / "test_tipc" / "output" / "ResNet18_freeze" / MODE
     source = out / "python_infer_cpu_gpus_-1_usemkldnn_False_threads_1_batchsize_1.json"
-    results = json.loads(source.read_text())
+    results = _json_lines(source)
     results[3]["scores"][1] = round(results[3]["scores"][1] + 0.002, 5)
     tampered = out / "tampered.json"
-    tampered.write_text(json.dumps(results))
+    tampered.write_text("".join(json.dumps(r) + "\n" for r in results))
     args[args.index("--results") + 1] = str(tampered)
     monkeypatch.chdir(mirror)
     assert compare_results.main(args) == 1
