@@ -249,6 +249,10 @@ def _cosine(t, total, base=0.1, eta_min=0.0):
      {0: 0.1, 10: _cosine(10, 20, eta_min=0.01), 19: _cosine(19, 20, eta_min=0.01)}),
     ({"name": "Piecewise", "decay_epochs": [3, 6], "values": [0.1, 0.01, 0.001]},
      {0: 0.1, 5: 0.1, 6: 0.01, 11: 0.01, 12: 0.001}),
+    # as many values as decay epochs (PaddleClas's Attr/StrongBaselineAttr.yaml): Paddle keeps values[-1]
+    # after decay_epochs[-2], the last decay epoch does nothing
+    ({"name": "Piecewise", "decay_epochs": [3, 6], "values": [0.1, 0.01]},
+     {0: 0.1, 5: 0.1, 6: 0.01, 12: 0.01, 19: 0.01}),
     ({"name": "Piecewise", "decay_epochs": [3], "values": [0.1, 0.01], "warmup_epoch": 1},  # counted after warmup
      {0: 0.0, 1: 0.05, 2: 0.1, 7: 0.1, 8: 0.01}),
     ({"name": "Step", "learning_rate": 0.1, "step_size": 2, "gamma": 0.5},
@@ -287,7 +291,7 @@ def test_scheduler_state_dict_round_trip():
 
 @pytest.mark.parametrize("cfg, match", [
     ({"name": "Cosine", "learning_rate": -0.1}, r"Optimizer.lr.learning_rate: a learning rate must be >= 0"),
-    ({"name": "Piecewise", "decay_epochs": [3, 6], "values": [0.1, 0.01]}, r"Optimizer.lr.values: needs one more"),
+    ({"name": "Piecewise", "decay_epochs": [3, 6, 9], "values": [0.1, 0.01]}, r"Optimizer.lr.values: needs one more"),
     ({"name": "MultiStepDecay", "learning_rate": 0.1, "milestones": [5, 2]}, r"Optimizer.lr.milestones"),
     ({"name": "Step", "learning_rate": 0.1, "step_size": 2, "gamma": 2}, r"Optimizer.lr.gamma: must be in \(0, 1\)"),
     ({"name": "Constant", "learning_rate": 0.1, "warmup_epoch": 1, "warmup_start_lr": 0.5},

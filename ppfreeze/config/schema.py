@@ -27,6 +27,8 @@ GLOBAL_KEYS: Dict[str, Tuple[type, ...]] = {
     "use_visualdl": (bool,), "image_shape": (list,), "save_inference_dir": (str,), "seed": (int, type(None)),
     "eval_mode": (str,), "num_threads": (int, type(None)), "export_format": (str,), "to_static": (bool,),
     "retrieval_feature_from": (str,), "feature_normalize": (bool,), "max_eval_steps": (int, type(None)),
+    # retrieval evaluation as PaddleClas does it (round | sign); re-ranking: only false is implemented
+    "feature_binarize": _OPT_STR, "re_ranking": (bool,),
     "max_train_steps": (int, type(None)), "allow_missing_keys": (bool,),
     # multi-label targets ([N, C] / [N, 2, C]); evaluation passes labels through unchanged either way
     "use_multilabel": (bool,),
@@ -40,7 +42,7 @@ UNSUPPORTED_TRAIN_MODES = {"fixmatch": "FixMatch semi-supervised training", "fix
                            "training", "metabin": "MetaBIN domain generalisation", "progressive": "progressive "
                            "resizing (EfficientNetV2)"}
 # PaddleClas Global keys we accept but do not act on (a warning says so).
-IGNORED_GLOBAL_KEYS = ("use_dali", "re_ranking", "distributed", "pretrained", "infer_imgs",
+IGNORED_GLOBAL_KEYS = ("use_dali", "distributed", "pretrained", "infer_imgs",
                        "save_inference_freq", "use_fp16", "platform")
 
 

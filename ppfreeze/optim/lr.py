@@ -121,6 +121,9 @@ def Piecewise(decay_epochs: Optional[Sequence[float]] = None, values: Optional[S
               timeline: Timeline) -> paddle_lr.LRScheduler:
     """``values[i]`` until ``decay_epochs[i]``, then ``values[-1]``.
 
+    ``values`` as long as ``decay_epochs`` is accepted with Paddle's meaning (PaddleClas's):
+    ``values[-1]`` applies from ``decay_epochs[-2]`` on, the last decay epoch has no effect.
+
     With ``learning_rate`` (PaddleClas's rule, which then ignores ``decay_epochs`` / ``values``):
     divide it by 10 every 30 epochs (``decay_epochs`` 30, 60, ...; one constant value under 30 epochs).
     """
@@ -132,6 +135,15 @@ def Piecewise(decay_epochs: Optional[Sequence[float]] = None, values: Optional[S
         raise ConfigError(timeline.key, "Piecewise needs decay_epochs and values (or a learning_rate)",
                           "e.g. {name: Piecewise, decay_epochs: [30, 60], values: [0.1, 0.01, 0.001]}")
     _increasing(decay_epochs, timeline, "decay_epochs")
+    if len(values) == len(decay_epochs):
+        # Paddle's PiecewiseDecay (PaddleClas's) keeps values[-1] once past the second-to-last
+        # boundary, so the last decay epoch changes nothing: drop it, as the result is the same
+        logger.warning("%s: %d values for %d decay_epochs: the last decay epoch (%s) has no effect (values[-1] "
+                       "applies from decay epoch %s on, as in PaddleClas)", timeline.key, len(values),
+                       len(decay_epochs), decay_epochs[-1], decay_epochs[-2] if len(decay_epochs) > 1 else 0)
+        decay_epochs = decay_epochs[:-1]
+        if not decay_epochs:
+            decay_epochs, values = [timeline.epochs], [values[0], values[0]]
     if len(values) != len(decay_epochs) + 1:
         raise ConfigError(f"{timeline.key}.values",
                           f"needs one more entry than decay_epochs: got {len(values)} values for "

@@ -1,0 +1,75 @@
+"""PaddleClas config keys and components found by running PaddleClas's own config files
+(``tools/dev/run_paddleclas_configs.py``): each is implemented with PaddleClas's meaning or refused."""
+import numpy as np
+import paddle
+import pytest
+
+from ppfreeze.arch.gears import GEARS
+from ppfreeze.config import ConfigError
+
+
+# ----------------------------------------------------------------------------- gears: weight_attr / bias_attr
+def test_fc_weight_attr_initializer_and_no_bias():
+    # GeneralRecognitionV2: Head FC with a Normal(std 0.001) initializer and bias_attr: False
+    paddle.seed(0)
+    fc = GEARS.build({"name": "FC", "embedding_size": 64, "class_num": 200,
+                      "weight_attr": {"initializer": {"name": "Normal", "std": 0.001}}, "bias_attr": False})
+    assert list(fc.state_dict()) == ["fc.weight"]
+    assert abs(float(fc.fc.weight.std()) - 0.001) < 2e-4
+
+
+def test_fc_bias_attr_learning_rate_and_regularizer():
+    fc = GEARS.build({"name": "FC", "embedding_size": 4, "class_num": 3,
+                      "bias_attr": {"initializer": {"name": "Constant", "value": 0.5}, "learning_rate": 1.0e-20,
+                                    "regularizer": {"name": "L2Decay", "coeff": 0.1}}})
+    assert np.all(fc.fc.bias.numpy() == 0.5)
+    assert fc.fc.bias.optimize_attr["learning_rate"] == 1.0e-20
+    assert isinstance(fc.fc.bias.regularizer, paddle.regularizer.L2Decay)
+
+
+def test_fc_default_weights_stay_xavier_normal():
+    paddle.seed(0)
+    fc = GEARS.build({"name": "FC", "embedding_size": 400, "class_num": 400})
+    assert abs(float(fc.fc.weight.std()) - (2.0 / 800) ** 0.5) < 3e-3   # Xavier normal: sqrt(2 / (in + out))
+    assert list(fc.state_dict()) == ["fc.weight", "fc.bias"]
+
+
+def test_weight_attr_unknown_regularizer_is_named():
+    with pytest.raises(ConfigError, match=r"weight_attr.regularizer.name: unknown parameter regularizer 'L3Decay'"):
+        GEARS.build({"name": "FC", "embedding_size": 4, "class_num": 3,
+                     "weight_attr": {"regularizer": {"name": "L3Decay"}}})
+
+
+# ----------------------------------------------------------------------------- retrieval evaluation keys
+def test_feature_normalize_false_ranks_by_inner_product():
+    from ppfreeze.retrieval.metrics import recall_at_k
+    q, ql = np.array([[1.0, 0.0]]), np.array([0])
+    g, gl = np.array([[10.0, 10.0], [1.0, 0.01]]), np.array([0, 1])   # cosine prefers item 1, inner product item 0
+    assert recall_at_k(q, ql, g, gl, [1])["recall1"] == 0.0
+    assert recall_at_k(q, ql, g, gl, [1], similarity="inner_product")["recall1"] == 1.0
+
+
+def test_retrieval_features_follow_paddleclas_normalize_and_binarize():
+    from ppfreeze.engine.evaluation import _similarity, retrieval_features
+    f = np.array([[3.0, -4.0, 0.0], [0.5, 0.5, 0.5 ** 0.5]], dtype=np.float32)
+    normed = retrieval_features(f, {})
+    np.testing.assert_allclose(normed[0], [0.6, -0.8, 0.0], rtol=1e-6)
+    # round: round(normalised) * 2 - 1, halves away from zero like paddle.round (0.5 -> 1, not 0)
+    np.testing.assert_array_equal(retrieval_features(f, {"feature_binarize": "round"}),
+                                  [[1.0, -3.0, -1.0], [1.0, 1.0, 1.0]])
+    np.testing.assert_array_equal(retrieval_features(f, {"feature_binarize": "sign"}), [[1, -1, 0], [1, 1, 1]])
+    np.testing.assert_array_equal(retrieval_features(f, {"feature_normalize": False}), f)
+    assert _similarity({}) == "cosine"
+    assert _similarity({"feature_normalize": False}) == "inner_product"
+    assert _similarity({"feature_binarize": "sign"}) == "inner_product"
+
+
+@pytest.mark.parametrize("glob, match", [
+    ({"re_ranking": True}, r"Global.re_ranking: k-reciprocal re-ranking is not implemented"),
+    ({"feature_binarize": "hash"}, r"Global.feature_binarize: expected round, sign or null"),
+])
+def test_retrieval_keys_ppfreeze_cannot_honour_are_refused(glob, match):
+    from ppfreeze.engine.evaluation import _similarity
+    with pytest.raises(ConfigError, match=match):
+        _similarity(glob)
+    assert _similarity({"re_ranking": False}) == "cosine"
