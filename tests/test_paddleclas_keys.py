@@ -73,3 +73,53 @@ def test_retrieval_keys_ppfreeze_cannot_honour_are_refused(glob, match):
     with pytest.raises(ConfigError, match=match):
         _similarity(glob)
     assert _similarity({"re_ranking": False}) == "cosine"
+
+
+# ----------------------------------------------------------------------------- sections ppfreeze refuses
+@pytest.mark.parametrize("slim, match", [({"quant": {"name": "pact"}}, r"Slim.quant: 'pact' asks for PaddleSlim"),
+                                         ({"prune": {"name": "fpgm", "pruned_ratio": 0.3}}, r"Slim.prune: 'fpgm'")])
+def test_slim_quantization_or_pruning_is_refused(slim, match):
+    from ppfreeze.config.schema import validate_config
+    with pytest.raises(ConfigError, match=match):
+        validate_config({"Global": {}, "Arch": {"name": "ResNet18"}, "Slim": slim})
+    validate_config({"Global": {}, "Arch": {"name": "ResNet18"}, "Slim": {"quant": None}})   # empty: nothing asked
+
+
+# ----------------------------------------------------------------------------- VehicleNeck, SupConLoss
+def test_vehicle_neck_keys_and_output():
+    neck = GEARS.build({"name": "VehicleNeck", "in_channels": 8, "out_channels": 5})
+    assert {k: v.shape for k, v in neck.state_dict().items()} == {"conv.weight": [5, 8, 1, 1], "conv.bias": [5]}
+    x = paddle.randn([3, 8, 1, 1])   # the backbone's avg_pool output
+    out = neck(x)
+    assert out.shape == [3, 5]
+    w, b = neck.conv.weight.numpy()[:, :, 0, 0], neck.conv.bias.numpy()
+    np.testing.assert_allclose(out.numpy(), x.numpy()[:, :, 0, 0] @ w.T + b, rtol=1e-5, atol=1e-6)
+
+
+def _supcon_reference(feats, labels, views, t=0.07, base_t=0.07):
+    """Every view an anchor; positives: other views of its label; denominator: every other view."""
+    f = feats / (np.linalg.norm(feats, axis=1, keepdims=True) + 1e-12)
+    n = len(f)
+    losses = []
+    for i in range(n):
+        others = [j for j in range(n) if j != i]
+        denom = np.log(sum(np.exp(f[i] @ f[j] / t) for j in others))
+        pos = [j for j in others if labels[j] == labels[i]]
+        losses.append(-np.mean([f[i] @ f[j] / t - denom for j in pos]) * t / base_t)
+    return np.mean(losses)
+
+
+def test_supcon_loss_matches_its_definition():
+    from ppfreeze.loss import LOSSES
+    rng = np.random.default_rng(0)
+    feats = rng.normal(size=(6, 4)).astype("float32")
+    labels = np.array([3, 3, 1, 1, 3, 3])   # 3 identities x 2 views, two of them share label 3
+    loss = LOSSES.build({"SupConLoss": {"views": 2}})({"features": paddle.to_tensor(feats)}, paddle.to_tensor(labels))
+    assert float(loss) == pytest.approx(_supcon_reference(feats.astype(np.float64), labels, 2), rel=1e-5)
+
+
+def test_supcon_loss_needs_whole_groups_of_views():
+    from ppfreeze.loss import LOSSES
+    loss = LOSSES.build({"SupConLoss": {"views": 2}})
+    with pytest.raises(ConfigError, match=r"views: a batch of 5 images is not made of groups of 2"):
+        loss({"features": paddle.randn([5, 4])}, paddle.to_tensor([0, 0, 1, 1, 2]))

@@ -16,6 +16,9 @@ SECTIONS = ("Global", "AMP", "Arch", "Loss", "Optimizer", "DataLoader", "Metric"
 # Sections PaddleClas configs may carry that only deploy tools read; accepted and ignored in training.
 PASSIVE_SECTIONS = ("IndexProcess", "RecPreProcess", "RecPostProcess", "PreProcess", "PostProcess", "DetPreProcess",
                     "DetPostProcess", "Slim")
+# Slim (PaddleSlim quantization / pruning) is accepted only when empty: ignoring it would give a float,
+# unpruned model where the config asks for a quantized or pruned one
+SLIM_KINDS = {"quant": "quantization-aware training", "prune": "filter pruning"}
 
 _NUM = (int, float)
 _OPT_STR = (str, type(None))
@@ -83,6 +86,7 @@ def validate_config(cfg: Dict[str, Any], source: str = "") -> None:
     for section in ("Global", "Arch"):
         if section not in cfg or not isinstance(cfg[section], dict):
             raise ConfigError(section, f"missing or not a mapping{where}", f"every config needs a '{section}:' section")
+    _check_slim(cfg.get("Slim"))
     glob = cfg["Global"]
     check_typed_keys(glob, GLOBAL_KEYS, "Global", where, IGNORED_GLOBAL_KEYS)
     mode = glob.get("train_mode")
@@ -98,3 +102,13 @@ def validate_config(cfg: Dict[str, Any], source: str = "") -> None:
     for key in ("epochs", "save_interval", "eval_interval", "print_batch_step"):
         if key in glob and glob[key] < 1:
             raise ConfigError(f"Global.{key}", f"must be >= 1, got {glob[key]}")
+
+
+def _check_slim(slim: Any) -> None:
+    """A ``Slim`` section that asks for quantization or pruning is refused (PaddleSlim is not used)."""
+    for kind, what in SLIM_KINDS.items():
+        if isinstance(slim, dict) and slim.get(kind):
+            name = slim[kind].get("name") if isinstance(slim[kind], dict) else slim[kind]
+            raise ConfigError(f"Slim.{kind}", f"{name!r} asks for PaddleSlim {what}, which ppfreeze does not "
+                                              "implement: training would give a float, unpruned model",
+                              "remove the Slim section to train the float model")

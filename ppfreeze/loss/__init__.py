@@ -1,11 +1,12 @@
-"""Losses: registry, CELoss, SoftTargetCrossEntropy, triplet and multi-label losses, the PaddleClas-style
+"""Losses: registry, CELoss, SoftTargetCrossEntropy, triplet, contrastive and multi-label losses, the PaddleClas-style
 weighted combination."""
 from .registry import LOSSES
 from .celoss import CELoss, logits_of
 from .combined import CombinedLoss, build_loss
 from . import triplet  # noqa: F401  (registers TripletLoss, TripletLossV2)
+from .supcon import SupConLoss
 from .multilabel import MultiLabelAsymmetricLoss, MultiLabelLoss
 from .soft_target import SoftTargetCrossEntropy
 
 __all__ = ["LOSSES", "CELoss", "CombinedLoss", "SoftTargetCrossEntropy", "build_loss", "logits_of", "MultiLabelLoss",
-           "MultiLabelAsymmetricLoss"]
+           "MultiLabelAsymmetricLoss", "SupConLoss"]

@@ -1,11 +1,12 @@
 """Gears: necks (embedding layers) and heads (classifiers, margin heads) of ``RecModel``.
 
 Names and keyword arguments follow PaddleClas's ``ppcls/arch/gears`` (``FC``, ``BNNeck``,
-``ArcMargin``, ``CosMargin``, ``CircleMargin``) so its retrieval configs build unchanged.
+``VehicleNeck``, ``ArcMargin``, ``CosMargin``, ``CircleMargin``) so its retrieval configs build unchanged.
 """
 from .registry import GEARS
 from .fc import FC
 from .bnneck import BNNeck
 from .margin import ArcMargin, CircleMargin, CosMargin
+from .vehicle_neck import VehicleNeck
 
-__all__ = ["GEARS", "FC", "BNNeck", "ArcMargin", "CosMargin", "CircleMargin"]
+__all__ = ["GEARS", "FC", "BNNeck", "ArcMargin", "CosMargin", "CircleMargin", "VehicleNeck"]
