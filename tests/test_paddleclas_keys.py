@@ -123,3 +123,39 @@ def test_supcon_loss_needs_whole_groups_of_views():
     loss = LOSSES.build({"SupConLoss": {"views": 2}})
     with pytest.raises(ConfigError, match=r"views: a batch of 5 images is not made of groups of 2"):
         loss({"features": paddle.randn([5, 4])}, paddle.to_tensor([0, 0, 1, 1, 2]))
+
+
+# ----------------------------------------------------------------------------- MLDecoder
+def _ml_decoder_model(**section):
+    from ppfreeze.arch import build_model
+    paddle.seed(0)
+    return build_model({"name": "PPLCNet_x0_25", "class_num": 5, "use_ml_decoder": True},
+                       ml_decoder={"in_channels": 1280, "embed_dim": 16, "num_heads": 2, "mlp_hidden_dim": 32,
+                                   **section})
+
+
+def test_ml_decoder_replaces_pooling_and_classifier():
+    from ppfreeze.arch import contract_violations
+    model = _ml_decoder_model(query_num=2)   # 2 queries x ceil(5 / 2) = 6 outputs, the first 5 kept
+    keys = list(model.state_dict())
+    assert "fc.weight" not in keys and "fc.decoder.layers.0.cross_attn.q_proj.weight" in keys
+    assert not any(".self_attn." in k for k in keys)   # the first layer's self-attention is removed
+    assert model.state_dict()["fc.group_conv.weight"].shape == [6, 16, 1, 1]
+    assert isinstance(model.avg_pool, paddle.nn.Identity) and isinstance(model.flatten, paddle.nn.Identity)
+    model.eval()
+    assert model(paddle.randn([2, 3, 32, 32])).shape == [2, 5]
+    assert contract_violations(model) == []
+
+
+def test_ml_decoder_query_embedding_is_frozen_and_deeper_layers_keep_self_attention():
+    model = _ml_decoder_model(depth=2)
+    assert model.fc.query_pos_embed.weight.stop_gradient
+    keys = list(model.state_dict())
+    assert any(k.startswith("fc.decoder.layers.1.self_attn.") for k in keys)
+    assert not any(k.startswith("fc.decoder.layers.0.self_attn.") for k in keys)
+    assert not _ml_decoder_model(freeze_query_embed=False).fc.query_pos_embed.weight.stop_gradient
+
+
+def test_ml_decoder_names_a_missing_layer():
+    with pytest.raises(ConfigError, match=r"MLDecoder.replace_layer: PPLCNet\w* has no sublayer 'head'"):
+        _ml_decoder_model(replace_layer="head")

@@ -62,7 +62,7 @@ class Engine:
         self.device = setup_device(g.get("device", "auto"))
         self.seed = g.get("seed") if g.get("seed") is not None else 0
         seed_everything(self.seed)
-        self.model = build_model(config["Arch"], class_num=g.get("class_num"))
+        self.model = build_model(config["Arch"], class_num=g.get("class_num"), ml_decoder=config.get("MLDecoder"))
         self.amp = Amp(config.get("AMP"), self.device)
         self.freezer = FreezeController(build_freeze_plan(config.get("Freeze"), self.model),
                                         g.get("image_shape", [3, 224, 224]))
