@@ -77,6 +77,16 @@ def check_typed_keys(section: Dict[str, Any], known: Dict[str, Tuple[type, ...]]
             raise ConfigError(f"{key}.{name}", f"expected {_type_names(types)}, got {type(value).__name__} {value!r}")
 
 
+def _check_slim(slim: Any) -> None:
+    """A ``Slim`` section that asks for quantization or pruning is refused (PaddleSlim is not used)."""
+    for kind, what in SLIM_KINDS.items():
+        if isinstance(slim, dict) and slim.get(kind):
+            name = slim[kind].get("name") if isinstance(slim[kind], dict) else slim[kind]
+            raise ConfigError(f"Slim.{kind}", f"{name!r} asks for PaddleSlim {what}, which ppfreeze does not "
+                                              "implement: training would give a float, unpruned model",
+                              "remove the Slim section to train the float model")
+
+
 def validate_config(cfg: Dict[str, Any], source: str = "") -> None:
     """Raise ConfigError for unknown sections, unknown Global keys and wrong types."""
     where = f" in {source}" if source else ""
@@ -104,12 +114,3 @@ def validate_config(cfg: Dict[str, Any], source: str = "") -> None:
         if key in glob and glob[key] < 1:
             raise ConfigError(f"Global.{key}", f"must be >= 1, got {glob[key]}")
 
-
-def _check_slim(slim: Any) -> None:
-    """A ``Slim`` section that asks for quantization or pruning is refused (PaddleSlim is not used)."""
-    for kind, what in SLIM_KINDS.items():
-        if isinstance(slim, dict) and slim.get(kind):
-            name = slim[kind].get("name") if isinstance(slim[kind], dict) else slim[kind]
-            raise ConfigError(f"Slim.{kind}", f"{name!r} asks for PaddleSlim {what}, which ppfreeze does not "
-                                              "implement: training would give a float, unpruned model",
-                              "remove the Slim section to train the float model")
