@@ -113,4 +113,3 @@ def validate_config(cfg: Dict[str, Any], source: str = "") -> None:
     for key in ("epochs", "save_interval", "eval_interval", "print_batch_step"):
         if key in glob and glob[key] < 1:
             raise ConfigError(f"Global.{key}", f"must be >= 1, got {glob[key]}")
-
