@@ -317,3 +317,40 @@ def test_piecewise_from_learning_rate_follows_paddleclas():
     assert rates[60] == pytest.approx(0.01) and rates[120] == pytest.approx(0.001)
     short = build_lr_scheduler({"name": "Piecewise", "learning_rate": 0.1}, 5, 2)
     assert short.last_lr == pytest.approx(0.1)
+
+
+def test_onecycle_and_cosine_fixmatch_follow_paddle_and_fixmatch():
+    from paddle.optimizer import lr as paddle_lr
+    ours = _rates({"name": "OneCycleLR", "max_learning_rate": 0.1, "phase_pct": 0.2}, 20)
+    ref = paddle_lr.OneCycleLR(0.1, total_steps=EPOCHS * STEPS, phase_pct=0.2, end_learning_rate=1e-10)
+    expected = []
+    for _ in range(20):
+        expected.append(ref.last_lr)
+        ref.step()
+    assert ours == pytest.approx(expected, abs=1e-12)
+    rates = _rates({"name": "CosineFixmatch", "learning_rate": 0.03, "num_warmup_steps": 4, "num_cycles": 0.4375}, 20)
+    assert rates[0] == 0.0 and rates[2] == pytest.approx(0.015) and rates[4] == pytest.approx(0.03)
+    assert rates[12] == pytest.approx(0.03 * math.cos(math.pi * 0.4375 * 8 / 16))   # progress (12 - 4) / (20 - 4)
+
+
+def test_reduce_on_plateau_steps_on_the_metric_only():
+    sched = build_lr_scheduler({"name": "ReduceOnPlateau", "learning_rate": 0.1, "mode": "max", "patience": 1,
+                                "factor": 0.5, "by_epoch": True}, EPOCHS, STEPS)
+    assert sched.by_epoch and sched.steps_on_metric
+    for acc in (0.5, 0.4, 0.3):   # no improvement for 2 evaluations > patience 1
+        sched.step(acc)
+    assert sched.last_lr == pytest.approx(0.05)
+    with pytest.raises(ConfigError, match=r"Optimizer.lr.by_epoch: ReduceOnPlateau steps on the evaluation metric"):
+        build_lr_scheduler({"name": "ReduceOnPlateau", "learning_rate": 0.1}, EPOCHS, STEPS)
+
+
+def test_last_epoch_starts_the_schedule_one_step_later_as_paddle():
+    # PaddleClas's reid configs: Piecewise by epoch with last_epoch 0 decays one epoch early
+    cfg = {"name": "Piecewise", "decay_epochs": [3, 6], "values": [0.1, 0.01, 0.001], "by_epoch": True}
+    shifted = build_lr_scheduler({**cfg, "last_epoch": 0}, EPOCHS, STEPS)
+    rates = []
+    for _ in range(6):
+        rates.append(shifted.last_lr)
+        shifted.step()
+    assert rates == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.01, 0.001])
+    assert build_lr_scheduler({"name": "ConstLR", "learning_rate": 5.0}, EPOCHS, STEPS).last_lr == 5.0

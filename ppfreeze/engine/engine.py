@@ -212,9 +212,12 @@ class Engine:
             self.callbacks.on_epoch_begin(self, epoch)
             self.model.train()
             self._train_one_epoch(epoch)
-            if getattr(self.lr_scheduler, "by_epoch", False):
+            on_metric = getattr(self.lr_scheduler, "steps_on_metric", False)   # ReduceOnPlateau
+            if getattr(self.lr_scheduler, "by_epoch", False) and not on_metric:
                 self.lr_scheduler.step()
             metrics = self._maybe_eval(epoch)
+            if on_metric and metrics:   # as PaddleClas: stepped on the metric that picks the best model
+                self.lr_scheduler.step(metrics[self.metric_key])
             self.callbacks.on_epoch_end(self, epoch, metrics)
         self.callbacks.on_train_end(self)
         return {"best_metric": self.best_metric, "best_epoch": self.best_epoch, "metric_key": self.metric_key}

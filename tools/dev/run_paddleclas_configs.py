@@ -85,18 +85,24 @@ def model_names(arch: Any) -> List[str]:
     return names
 
 
+def _has_train_loader(cfg: Dict[str, Any]) -> bool:
+    train = (cfg.get("DataLoader") or {}).get("Train")
+    return isinstance(train, dict) and isinstance(train.get("dataset"), dict)
+
+
 def classify_scope(cfg: Dict[str, Any], registered: Sequence[str]) -> Tuple[str, List[str]]:
     """("in", []), ("wrapper", [unregistered wrappers]), ("out", [unregistered models]) or
-    ("no_train", [...]) for a config of our models that has no ``DataLoader.Train`` to train on
-    (e.g. PaddleClas's gallery-to-FC tool config)."""
+    ("no_train", [missing sections]) for a config of our models without ``DataLoader.Train``,
+    ``Loss.Train`` or ``Optimizer``: PaddleClas's own ``tools/train.py`` cannot train it either
+    (inference-only configs such as its gallery-to-FC or practical-model files)."""
     if not isinstance(cfg, dict) or not isinstance(cfg.get("Arch"), dict):
         return "out", ["<no Arch section: not a training config>"]
     missing = [n for n in model_names(cfg["Arch"]) if n not in registered]
     if not missing:
-        train = (cfg.get("DataLoader") or {}).get("Train")
-        if not (isinstance(train, dict) and isinstance(train.get("dataset"), dict)):
-            return "no_train", ["<no DataLoader.Train section>"]
-        return "in", []
+        lacking = [k for k, present in (("DataLoader.Train", _has_train_loader(cfg)),
+                                         ("Loss.Train", bool((cfg.get("Loss") or {}).get("Train"))),
+                                         ("Optimizer", bool(cfg.get("Optimizer")))) if not present]
+        return ("no_train", lacking) if lacking else ("in", [])
     others = [n for n in missing if n not in WRAPPERS]
     return ("out", others) if others else ("wrapper", missing)
 
@@ -563,8 +569,8 @@ def markdown(report: Dict[str, Any]) -> str:
                       f"({len(report['wrapper_not_registered'])} configs):", ""]
         lines += [f"- `{c}` ({', '.join(sorted(set(m)))})" for c, m in report["wrapper_not_registered"]]
     if report["no_train_section"]:
-        lines += ["", "Not run: no `DataLoader.Train` section (not a training config):", ""]
-        lines += [f"- `{c}`" for c, _ in report["no_train_section"]]
+        lines += ["", "Not run: not training configs (PaddleClas's train.py cannot train them either), lacking:", ""]
+        lines += [f"- `{c}` ({', '.join(m)})" for c, m in report["no_train_section"]]
     return "\n".join(lines) + "\n"
 
 
@@ -599,7 +605,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         else:
             skipped[scope].append((rel, missing))
     print(f"{len(in_scope)} in scope, {len(skipped['wrapper'])} wait for a wrapper model, "
-          f"{len(skipped['out'])} out of scope, {len(skipped['no_train'])} have no DataLoader.Train", flush=True)
+          f"{len(skipped['out'])} out of scope, {len(skipped['no_train'])} are not training configs", flush=True)
     if args.list:
         print("\n".join(rel for _, rel in in_scope))
         return 0
