@@ -159,3 +159,85 @@ def test_ml_decoder_query_embedding_is_frozen_and_deeper_layers_keep_self_attent
 def test_ml_decoder_names_a_missing_layer():
     with pytest.raises(ConfigError, match=r"MLDecoder.replace_layer: PPLCNet\w* has no sublayer 'head'"):
         _ml_decoder_model(replace_layer="head")
+
+
+# ----------------------------------------------------------------------------- metric-learning and hashing losses
+def _loss(name, **kwargs):
+    from ppfreeze.loss import LOSSES
+    return LOSSES.build({name: kwargs})
+
+
+def _unit(v):
+    v = np.asarray(v, dtype=np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_triplet_angular_margin_loss_hand_checked():
+    # cos(a0, a1) = 0.6 (same label), cos(a0, b) = 0.8 (other label): violated by 0.8 - 0.6 + 0.5 = 0.7
+    x = _unit([[1.0, 0.0], [0.6, 0.8], [0.8, 0.6], [0.8, 0.6]])
+    labels = paddle.to_tensor([0, 0, 1, 1])
+    loss = _loss("TripletAngularMarginLoss", margin=0.5)({"features": paddle.to_tensor(x)}, labels)
+    sim = x @ x.T
+    same = np.array([[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 1], [0, 0, 1, 1]], bool)
+    ap, an = np.where(same, sim, 9).min(1), np.where(same, -9, sim).max(1)
+    assert float(loss) == pytest.approx(np.maximum(an - ap + 0.5, 0).mean(), rel=1e-5)
+    assert np.maximum(an - ap + 0.5, 0)[0] == pytest.approx(0.7, rel=1e-5)
+
+
+def test_pairwise_cosface_and_contrastive_loss_hand_checked():
+    x = _unit([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])
+    feats, labels = {"features": paddle.to_tensor(x)}, paddle.to_tensor([[0], [0], [1]])
+    sim = x @ x.T   # 0.6 between the positives, 0 and 0.8 to the negative
+    lse = lambda v: np.log(np.sum(np.exp(v)))  # noqa: E731
+    expected = np.mean([np.log1p(np.exp(lse([-2 * 0.6]) + lse([2 * (sim[0, 2] + 0.3)]))),
+                        np.log1p(np.exp(lse([-2 * 0.6]) + lse([2 * (sim[1, 2] + 0.3)]))),
+                        np.log1p(np.exp(-99999999.0 + np.log(1) + lse([2 * (sim[2, 0] + 0.3), 2 * (sim[2, 1] + 0.3)])))])
+    assert float(_loss("PairwiseCosface", margin=0.3, gamma=2.0)(feats, labels)) == pytest.approx(expected, rel=1e-5)
+    # contrastive: positives cost 1 - 0.6 each (rows 0, 1); the negative pair 0.8 > margin 0.5 costs 0.8 twice
+    loss = _loss("ContrastiveLoss", margin=0.5, embedding_size=2)(feats, labels)
+    assert float(loss) == pytest.approx((0.4 + (0.4 + 0.8) + 0.8) / 3, rel=1e-5)
+
+
+def test_contrastive_xbm_memory_joins_after_start_iter_and_wraps():
+    loss = _loss("ContrastiveLoss_XBM", xbm_size=5, xbm_weight=1.0, start_iter=1, margin=0.5, embedding_size=2)
+    plain = _loss("ContrastiveLoss", margin=0.5, embedding_size=2)
+    batch = {"features": paddle.to_tensor(_unit([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]]))}
+    labels = paddle.to_tensor([0, 0, 1])
+    assert float(loss(batch, labels)) == pytest.approx(float(plain(batch, labels)))   # step 1: no memory yet
+    # step 2: the batch is stored, then compared with the memory (itself): the plain loss twice
+    assert float(loss(batch, labels)) == pytest.approx(2 * float(plain(batch, labels)), rel=1e-5)
+    loss(batch, labels)   # 3 + 3 > 5: written to the last 3 slots, the bank is full from now on
+    assert loss.memory.full and loss.memory.ptr == 0 and loss.memory.get()[0].shape == [5, 2]
+
+
+def test_hashing_losses_hand_checked():
+    codes = np.array([[0.5, -0.5], [0.5, 0.5]], dtype=np.float32)
+    out, labels = {"features": paddle.to_tensor(codes)}, paddle.to_tensor([[1], [1]])
+    # LCDSH, both similar (s = 1): inner products / 2 = [[0.25, 0], [0, 0.25]]; signs give [[1, 0], [0, 1]]
+    inner, inner_b = np.array([[0.25, 0.0], [0.0, 0.25]]), np.array([[1.0, 0.0], [0.0, 1.0]])
+    sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    expected = np.log1p(np.exp(-inner)).mean() + 3.0 * ((sig(inner) - sig(inner_b)) ** 2).mean()
+    assert float(_loss("LCDSHLoss", n_class=2, _lambda=3.0)(out, labels)) == pytest.approx(expected, rel=1e-5)
+    # DSHSD with both samples of one class: distance term (1/2) d^2 over pairs, d^2 = 1 off the diagonal
+    logits = np.array([[2.0, 0.0], [0.0, 1.0]], dtype=np.float32)
+    ce = -np.log(np.exp(logits[:, 1]) / np.exp(logits).sum(1)).mean()
+    value = _loss("DSHSDLoss", alpha=0.5)({**out, "logits": paddle.to_tensor(logits)}, labels)
+    assert float(value) == pytest.approx(ce + 0.5 * (0.5 * 1.0 * 2 / 4), rel=1e-5)
+
+
+def test_recmodel_tanh_neck_and_head_feature_from_backbone():
+    from ppfreeze.arch import build_model
+    paddle.seed(0)
+    model = build_model({"name": "RecModel", "is_rec": True, "Backbone": {"name": "PPLCNet_x0_25", "class_num": 6},
+                         "Neck": {"name": "Tanh"}, "Head": {"name": "FC", "embedding_size": 6, "class_num": 3}})
+    model.eval()
+    out = model(paddle.randn([2, 3, 32, 32]))
+    np.testing.assert_allclose(out["features"].numpy(), np.tanh(out["backbone"].numpy()), rtol=1e-6)
+    assert model.num_features == 6 and out["logits"].shape == [2, 3]
+    model = build_model({"name": "RecModel", "head_feature_from": "backbone",
+                         "Backbone": {"name": "PPLCNet_x0_25"}, "BackboneStopLayer": {"name": "flatten"},
+                         "Neck": {"name": "FC", "embedding_size": 1280, "class_num": 8},
+                         "Head": {"name": "FC", "embedding_size": 1280, "class_num": 3}})   # the head reads 1280-d
+    model.eval()
+    out = model(paddle.randn([2, 3, 32, 32]))
+    assert out["features"].shape == [2, 8] and out["logits"].shape == [2, 3]

@@ -5,6 +5,7 @@ from .celoss import CELoss, logits_of
 from .combined import CombinedLoss, build_loss
 from . import triplet  # noqa: F401  (registers TripletLoss, TripletLossV2)
 from .supcon import SupConLoss
+from . import deephash, metric_learning  # noqa: F401  (register the hashing and pair-based losses)
 from .multilabel import MultiLabelAsymmetricLoss, MultiLabelLoss
 from .soft_target import SoftTargetCrossEntropy
 

@@ -1,4 +1,4 @@
-"""``FC``: one linear layer, used as an embedding neck or as a plain classifier head."""
+"""``FC``: one linear layer, used as an embedding neck or as a plain classifier head; ``Tanh``: a hashing neck."""
 from __future__ import annotations
 
 from typing import Any
@@ -36,3 +36,12 @@ class FC(nn.Layer):
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         return self.fc(x)
+
+
+@GEARS.register
+class Tanh(nn.Layer):
+    """``tanh`` as a neck (PaddleClas's DeepHash configs: hash codes in (-1, 1)); no parameters."""
+    needs_label = False
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        return paddle.tanh(x)
