@@ -56,6 +56,7 @@ class RecModel(ArchModel):
             raise ConfigError("is_rec", f"expected true or false, got {is_rec!r}")
         self.head_feature_from = head_feature_from
         self.backbone = build_model(Backbone, key="Arch.Backbone")
+        self.cut = BackboneStopLayer is not None
         if BackboneStopLayer is not None:
             stop_after(self.backbone, _stop_layer_name(BackboneStopLayer), key="Arch.BackboneStopLayer.name")
         self.neck = GEARS.build(Neck, "Arch.Neck") if Neck is not None else None
@@ -82,7 +83,15 @@ class RecModel(ArchModel):
         """Width of ``features`` (the embedding)."""
         if self.neck is not None:
             width = getattr(self.neck, "class_num", None) or getattr(self.neck, "num_features", None)
-            return int(width) if width else int(self.backbone.num_features)   # width-keeping necks (Tanh)
+            if width:
+                return int(width)
+        return self._backbone_width()   # no neck, or one that keeps the width (Tanh)
+
+    def _backbone_width(self) -> int:
+        """Width of the backbone's output: its classifier's when no stop layer cut it off."""
+        classifier = getattr(self.backbone, "class_num", None)
+        if not self.cut and classifier:
+            return int(classifier)
         return int(self.backbone.num_features)
 
     def forward(self, x: paddle.Tensor, label: Optional[paddle.Tensor] = None) -> Dict[str, paddle.Tensor]:
