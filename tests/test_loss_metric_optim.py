@@ -354,3 +354,38 @@ def test_last_epoch_starts_the_schedule_one_step_later_as_paddle():
         shifted.step()
     assert rates == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.01, 0.001])
     assert build_lr_scheduler({"name": "ConstLR", "learning_rate": 5.0}, EPOCHS, STEPS).last_lr == 5.0
+
+
+def test_adamwdl_layerwise_rates_and_paddleclas_decay():
+    from ppfreeze.optim.optimizer import layerwise_ratios
+
+    class ViTLike(paddle.nn.Layer):
+        def __init__(self):
+            super().__init__()
+            self.patch_embed = paddle.nn.Linear(2, 2)
+            self.blocks = paddle.nn.LayerList([paddle.nn.Linear(2, 2) for _ in range(2)])
+            self.head = paddle.nn.Linear(2, 2)
+
+        def forward(self, x):
+            x = self.patch_embed(x)
+            for block in self.blocks:
+                x = block(x)
+            return self.head(x)
+
+    ratios = layerwise_ratios(["patch_embed.weight", "blocks.0.weight", "blocks.1.bias", "head.weight"], 0.5)
+    assert ratios == {"patch_embed.weight": 0.125, "blocks.0.weight": 0.25, "blocks.1.bias": 0.5, "head.weight": 1.0}
+    paddle.seed(0)
+    model = ViTLike()
+    before = {n: p.numpy().copy() for n, p in model.named_parameters()}
+    opt, _ = build_optimizer({"name": "AdamWDL", "weight_decay": 0.5, "layerwise_decay": 0.5,
+                              "lr": {"name": "Constant", "learning_rate": 0.1}}, list(model.named_parameters()), 1, 1)
+    (model(paddle.ones([1, 2])) ** 2).sum().backward()
+    grads = {n: p.grad.numpy().copy() for n, p in model.named_parameters()}
+    opt.step()
+    for name, p in model.named_parameters():
+        rate = 0.1 * ratios.get(name, {"patch_embed": 0.125, "blocks.0": 0.25, "blocks.1": 0.5}.get(
+            name.rsplit(".", 1)[0], 1.0))
+        step = rate * np.sign(grads[name])   # Adam's first step: m / sqrt(v) = sign(g)
+        # biases are not decayed; weights twice, as PaddleClas's AdamWDL does on Paddle 3
+        shrink = 1.0 if name.endswith("bias") else (1 - 0.1 * 0.5) * (1 - rate * 0.5)
+        np.testing.assert_allclose(p.numpy(), before[name] * shrink - step, rtol=1e-5, atol=1e-6, err_msg=name)
