@@ -389,3 +389,18 @@ def test_adamwdl_layerwise_rates_and_paddleclas_decay():
         # biases are not decayed; weights twice, as PaddleClas's AdamWDL does on Paddle 3
         shrink = 1.0 if name.endswith("bias") else (1 - 0.1 * 0.5) * (1 - rate * 0.5)
         np.testing.assert_allclose(p.numpy(), before[name] * shrink - step, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_momentum_no_weight_decay_name_exempts_matching_parameters():
+    # PaddleClas's FixMatch configs: Momentum with weight_decay 0.0005 and no_weight_decay_name "bn bias"
+    layer = paddle.nn.Linear(2, 2)
+    named = [("fc.weight", layer.weight), ("fc.bias", layer.bias)]
+    before = {n: p.numpy().copy() for n, p in named}
+    opt, _ = build_optimizer({"name": "Momentum", "momentum": 0.9, "weight_decay": 0.5, "no_weight_decay_name": "bias",
+                              "lr": {"name": "Constant", "learning_rate": 0.1}}, named, 1, 1)
+    layer(paddle.ones([1, 2])).sum().backward()
+    grads = {n: p.grad.numpy().copy() for n, p in named}
+    opt.step()
+    np.testing.assert_allclose(layer.bias.numpy(), before["fc.bias"] - 0.1 * grads["fc.bias"], rtol=1e-6)
+    np.testing.assert_allclose(layer.weight.numpy(), before["fc.weight"] - 0.1 * (grads["fc.weight"] +
+                                                                                 0.5 * before["fc.weight"]), rtol=1e-6)

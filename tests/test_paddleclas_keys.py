@@ -241,3 +241,29 @@ def test_recmodel_tanh_neck_and_head_feature_from_backbone():
     model.eval()
     out = model(paddle.randn([2, 3, 32, 32]))
     assert out["features"].shape == [2, 8] and out["logits"].shape == [2, 3]
+
+
+# ----------------------------------------------------------------------------- FixMatch
+def test_fixmatch_loss_counts_confident_pseudo_labels_only():
+    from ppfreeze.engine.semi_supervised import FixMatch
+    from ppfreeze.loss import CELoss, build_loss
+    fixmatch = FixMatch(None, CELoss(), threshold=0.9)
+    # a "model" that returns its input as logits: labeled 2, weak 2, strong 2 rows
+    x = paddle.to_tensor([[5.0, 0.0], [0.0, 1.0]])
+    weak = paddle.to_tensor([[10.0, 0.0], [0.2, 0.0]])      # confident class 0; unsure
+    strong = paddle.to_tensor([[1.0, 2.0], [3.0, 0.0]])
+    train_loss = build_loss([{"CELoss": {"weight": 1.0}}], "Loss.Train")
+    logits_x, losses = fixmatch.forward_and_loss(lambda batch: batch, train_loss, x, paddle.to_tensor([0, 1]),
+                                                 [weak, strong, paddle.to_tensor([0, 0])])
+    np.testing.assert_array_equal(logits_x.numpy(), x.numpy())
+    ce_strong_0 = np.log(np.exp(1.0) + np.exp(2.0)) - 1.0      # strong row 0 against pseudo label 0
+    assert float(losses["CELoss_unlabel"]) == pytest.approx(ce_strong_0 / 2, rel=1e-5)   # averaged over both rows
+    assert float(losses["loss"]) == pytest.approx(float(losses["CELoss_label"]) + ce_strong_0 / 2, rel=1e-5)
+
+
+def test_fixmatch_config_mistakes_are_named():
+    from ppfreeze.engine.semi_supervised import FixMatch, _unlabeled_loss
+    with pytest.raises(ConfigError, match=r"Global.iter_per_epoch: FixMatch training needs it"):
+        FixMatch.from_config({"Global": {}, "SSL": {"threshold": 0.9}}, 0)
+    with pytest.raises(ConfigError, match=r"UnLabelLoss.Train.0: FixMatch's unlabeled loss is the cross entropy"):
+        _unlabeled_loss({"Train": [{"SupConLoss": {"weight": 1.0}}]})

@@ -13,7 +13,7 @@ from .errors import ConfigError, did_you_mean
 logger = logging.getLogger("ppfreeze")
 
 SECTIONS = ("Global", "AMP", "Arch", "Loss", "Optimizer", "DataLoader", "Metric", "Infer", "EMA", "Freeze",
-            "MLDecoder")
+            "MLDecoder", "SSL", "UnLabelLoss")
 # Sections PaddleClas configs may carry that only deploy tools read; accepted and ignored in training.
 PASSIVE_SECTIONS = ("IndexProcess", "RecPreProcess", "RecPostProcess", "PreProcess", "PostProcess", "DetPreProcess",
                     "DetPostProcess", "Slim")
@@ -42,9 +42,10 @@ GLOBAL_KEYS: Dict[str, Tuple[type, ...]] = {
     "image_channel": (int,),
 }
 # PaddleClas's special training loops (Global.train_mode), which ppfreeze does not implement
-UNSUPPORTED_TRAIN_MODES = {"fixmatch": "FixMatch semi-supervised training", "fixmatch_ccssl": "CCSSL semi-supervised "
-                           "training", "metabin": "MetaBIN domain generalisation", "progressive": "progressive "
+UNSUPPORTED_TRAIN_MODES = {"fixmatch_ccssl": "CCSSL semi-supervised training", "metabin": "MetaBIN domain generalisation", "progressive": "progressive "
                            "resizing (EfficientNetV2)"}
+# PaddleClas's special trainers ppfreeze implements (ppfreeze/engine/semi_supervised.py)
+TRAIN_MODES = ("fixmatch",)
 # PaddleClas Global keys we accept but do not act on (a warning says so).
 IGNORED_GLOBAL_KEYS = ("use_dali", "distributed", "pretrained", "infer_imgs",
                        "save_inference_freq", "use_fp16", "platform")
@@ -101,7 +102,7 @@ def validate_config(cfg: Dict[str, Any], source: str = "") -> None:
     glob = cfg["Global"]
     check_typed_keys(glob, GLOBAL_KEYS, "Global", where, IGNORED_GLOBAL_KEYS)
     mode = glob.get("train_mode")
-    if mode:
+    if mode and mode not in TRAIN_MODES:
         what = UNSUPPORTED_TRAIN_MODES.get(mode, "an unknown trainer")
         raise ConfigError("Global.train_mode", f"{mode!r} selects PaddleClas's {what}, which ppfreeze does not "
                                                "implement", "remove train_mode for standard supervised training")
@@ -111,5 +112,6 @@ def validate_config(cfg: Dict[str, Any], source: str = "") -> None:
     if "image_shape" in glob and (len(glob["image_shape"]) != 3 or not all(isinstance(v, int) for v in glob["image_shape"])):
         raise ConfigError("Global.image_shape", f"expected [C, H, W] integers, got {glob['image_shape']!r}")
     for key in ("epochs", "save_interval", "eval_interval", "print_batch_step"):
-        if key in glob and glob[key] < 1:
+        # save_interval -1: PaddleClas saves when epoch % -1 == 0, i.e. every epoch (its FixMatch configs)
+        if key in glob and glob[key] < 1 and not (key == "save_interval" and glob[key] == -1):
             raise ConfigError(f"Global.{key}", f"must be >= 1, got {glob[key]}")

@@ -140,6 +140,10 @@ class Engine:
         if self.glob.get("eval_during_train", False):
             prepare_evaluation(self)   # a bad Eval section fails now, not after the first epoch
         self.train_loss = build_loss(cfg["Loss"]["Train"], "Loss.Train")
+        self.semi_supervised = None
+        if self.glob.get("train_mode") == "fixmatch":
+            from .semi_supervised import FixMatch
+            self.semi_supervised = FixMatch.from_config(cfg, self.seed)
         train_metric_cfgs = (cfg.get("Metric") or {}).get("Train")
         if batch_ops_of(self.train_loader):  # mixed labels: no accuracy in training (as PaddleClas)
             train_metric_cfgs = drop_accuracy_for_mixed_labels(train_metric_cfgs, "Metric.Train")
@@ -184,12 +188,19 @@ class Engine:
         return self.freezer.forward(lambda: self.model(*args), indices)
 
     def train_step(self, images: paddle.Tensor, labels: paddle.Tensor, indices: Optional[paddle.Tensor] = None,
-                   update: bool = True) -> Tuple[Any, Dict[str, paddle.Tensor]]:
+                   update: bool = True, unlabeled: Optional[List[paddle.Tensor]] = None
+                   ) -> Tuple[Any, Dict[str, paddle.Tensor]]:
         """Forward and backward; the optimizer steps when ``update`` (``Global.update_freq``
-        accumulates gradients over several calls). Returns the output and the loss dict (device tensors)."""
+        accumulates gradients over several calls). Returns the output and the loss dict (device tensors).
+        ``unlabeled``: the unlabeled batch of a semi-supervised step (``Global.train_mode: fixmatch``)."""
         with self.amp.autocast():
-            out = self.forward(images, labels, indices)
-            losses = self.train_loss(out, labels)
+            if unlabeled is None:
+                out = self.forward(images, labels, indices)
+                losses = self.train_loss(out, labels)
+            else:
+                out, losses = self.semi_supervised.forward_and_loss(
+                    lambda x: self.freezer.forward(lambda: self.model(x), None), self.train_loss, images, labels,
+                    unlabeled)
         self.divergence.observe(losses["loss"], self.global_step + 1)   # no host sync
         self.amp.backward(losses["loss"] / self.update_freq if self.update_freq > 1 else losses["loss"])
         if update:
@@ -227,12 +238,14 @@ class Engine:
         meter = StepMeter()
         log_every = self.glob.get("print_batch_step", 10)
         tic = time.time()
+        unlabeled = self.semi_supervised.batches(epoch, self.iters_per_epoch) if self.semi_supervised else None
         for it, batch in enumerate(epoch_batches(self.train_loader, epoch, self.iters_per_epoch)):
             images, labels = batch[0], batch[1]
             indices = batch[-1] if self.train_loader.dataset.return_index else None
+            extra = next(unlabeled) if unlabeled is not None else None
             meter.add_reader_time(time.time() - tic)
             update = (it + 1) % self.update_freq == 0
-            out, losses = self.train_step(images, labels, indices, update)
+            out, losses = self.train_step(images, labels, indices, update, unlabeled=extra)
             self.global_step += 1
             meter.add(losses, images.shape[0])
             if self.train_metrics is not None:

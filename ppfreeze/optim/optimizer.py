@@ -62,10 +62,19 @@ def SGD(learning_rate: LRScheduler, named_params: NamedParams, grad_clip: Option
 @OPTIMIZERS.register
 def Momentum(learning_rate: LRScheduler, named_params: NamedParams, grad_clip: Optional[ClipGradBase] = None,
              momentum: float = 0.9, use_nesterov: bool = False, weight_decay: WeightDecay = None,
-             multi_precision: bool = False, use_multi_tensor: bool = False) -> paddle.optimizer.Momentum:
-    """SGD with (optionally Nesterov) momentum."""
+             multi_precision: bool = False, use_multi_tensor: bool = False,
+             no_weight_decay_name: Union[None, str, Sequence[str]] = None,
+             one_dim_param_no_weight_decay: bool = False) -> paddle.optimizer.Momentum:
+    """SGD with (optionally Nesterov) momentum.
+
+    ``no_weight_decay_name`` (space-separated fragments such as ``"bn bias"``) and
+    ``one_dim_param_no_weight_decay`` exempt parameters from ``weight_decay`` (PaddleClas's
+    Momentum: a parameter group with no decay).
+    """
+    exempt = exempt_from_decay(named_params, _fragments(no_weight_decay_name), one_dim_param_no_weight_decay)
     return paddle.optimizer.Momentum(learning_rate=learning_rate, momentum=momentum,
-                                     parameters=_tensors(named_params), use_nesterov=use_nesterov,
+                                     parameters=_decay_groups(named_params, exempt, weight_decay),
+                                     use_nesterov=use_nesterov,
                                      weight_decay=weight_decay, grad_clip=grad_clip,
                                      multi_precision=multi_precision, use_multi_tensor=use_multi_tensor)
 
@@ -256,6 +265,16 @@ def _section(opt_cfg: Any, key: str) -> Dict[str, Any]:
 
 def _tensors(named_params: NamedParams) -> List[paddle.Tensor]:
     return [param for _, param in named_params]
+
+
+def _decay_groups(named_params: NamedParams, exempt: Set[str], weight_decay: WeightDecay) -> List[Any]:
+    """The parameters, or two parameter groups (decayed, exempt) when some are exempt from decay."""
+    if not exempt or not weight_decay:
+        return _tensors(named_params)
+    decayed = [p for _, p in named_params if p.name not in exempt]
+    kept = [p for _, p in named_params if p.name in exempt]
+    groups = [{"params": decayed, "weight_decay": weight_decay}] if decayed else []
+    return groups + [{"params": kept, "weight_decay": 0.0}]
 
 
 def _fragments(no_weight_decay_name: Union[None, str, Sequence[str]]) -> List[str]:

@@ -142,7 +142,7 @@ class TinyData:
         """The overrides (dataset key -> value) that point ``ds`` at generated data."""
         name = ds.get("name")
         origin = (name, ds.get("image_root"), ds.get("cls_label_path"), ds.get("sample_list_path"),
-                  ds.get("data_file"), ds.get("delimiter"), class_num)
+                  ds.get("data_file"), ds.get("delimiter"), str(ds.get("sample_per_label")), class_num)
         if origin in self.made:
             return self.made[origin]
         sub = f"d{len(self.made)}"
@@ -220,11 +220,16 @@ class TinyData:
     def _make_DukeMTMC(self, ds, sub, base, class_num):
         return self._reid_folder(ds, base, os.path.join("dukemtmc", "DukeMTMC-reID"), 2)
 
-    def _cifar(self, base, tarball, members, label_key, classes):
+    def _cifar(self, ds, base, tarball, members, label_key, classes):
         path = os.path.join(base, tarball)
+        # semi-supervised configs draw sample_per_label labeled images per class
+        # (and need every class of the dataset present)
+        wanted = ds.get("sample_per_label")
+        drawn = isinstance(wanted, int) and not isinstance(wanted, bool)
+        per_class, present = (max(self.per_class, wanted), classes) if drawn else (self.per_class, CLASSES)
         with tarfile.open(path, "w:gz") as tar:
             for name in members:
-                labels = [c % classes for c in range(CLASSES * self.per_class)]
+                labels = [c % present for c in range(present * per_class)]
                 batch = {b"data": self.rng.integers(0, 256, (len(labels), 3072), dtype=np.uint8),
                          label_key: labels, b"batch_label": b"tiny"}
                 data = pickle.dumps(batch, protocol=2)
@@ -234,12 +239,12 @@ class TinyData:
         return {"data_file": path}
 
     def _make_Cifar10(self, ds, sub, base, class_num):
-        return self._cifar(base, "cifar-10-python.tar.gz", ["cifar-10-batches-py/data_batch_1",
-                                                            "cifar-10-batches-py/test_batch"], b"labels", CLASSES)
+        return self._cifar(ds, base, "cifar-10-python.tar.gz", ["cifar-10-batches-py/data_batch_1",
+                                                            "cifar-10-batches-py/test_batch"], b"labels", 10)
 
     def _make_Cifar100(self, ds, sub, base, class_num):
-        return self._cifar(base, "cifar-100-python.tar.gz", ["cifar-100-python/train", "cifar-100-python/test"],
-                           b"fine_labels", CLASSES)
+        return self._cifar(ds, base, "cifar-100-python.tar.gz", ["cifar-100-python/train", "cifar-100-python/test"],
+                           b"fine_labels", 100)
 
 
 # ----------------------------------------------------------------------------- overrides
