@@ -267,3 +267,26 @@ def test_fixmatch_config_mistakes_are_named():
         FixMatch.from_config({"Global": {}, "SSL": {"threshold": 0.9}}, 0)
     with pytest.raises(ConfigError, match=r"UnLabelLoss.Train.0: FixMatch's unlabeled loss is the cross entropy"):
         _unlabeled_loss({"Train": [{"SupConLoss": {"weight": 1.0}}]})
+
+
+# ----------------------------------------------------------------------------- PKSampler: PaddleClas's weighted draws
+def test_pk_sampler_id_list_ratio_weights_identities_as_paddleclas():
+    from collections import Counter
+    from ppfreeze.data.pk_sampler import PKSampler
+
+    class Labelled:   # identities 7, 3, 9 (first-appearance positions 0, 1, 2), 4 images each
+        labels = [7, 7, 3, 3, 9, 9, 7, 7, 3, 3, 9, 9]
+
+    sampler = PKSampler(Labelled(), batch_size=2, sample_per_id=2, sample_method="id_avg_prob",
+                        id_list=[1, 1], ratio=[4.0], seed=0)
+    assert sampler.draw_probabilities == {7: 1 / 6, 3: 4 / 6, 9: 1 / 6}   # position 1 (identity 3) x4
+    assert len(sampler) == 6   # 12 images / batch_size 2
+    seen = Counter()
+    for epoch in range(40):
+        sampler.set_epoch(epoch)
+        for batch in sampler:
+            assert len({Labelled.labels[i] for i in batch}) == 1 and len(batch) == 2
+            seen[Labelled.labels[batch[0]]] += 1
+    assert seen[3] > 2 * seen[7] and seen[3] > 2 * seen[9]
+    with pytest.raises(ConfigError, match="id_list"):
+        PKSampler(Labelled(), 2, 2, id_list=[0, 1, 2], ratio=[2.0])
