@@ -262,11 +262,13 @@ def test_fixmatch_loss_counts_confident_pseudo_labels_only():
 
 
 def test_fixmatch_config_mistakes_are_named():
-    from ppfreeze.engine.semi_supervised import FixMatch, _unlabeled_loss
-    with pytest.raises(ConfigError, match=r"Global.iter_per_epoch: FixMatch training needs it"):
+    from ppfreeze.engine.semi_supervised import FixMatch, FixMatchCCSSL
+    with pytest.raises(ConfigError, match=r"Global.iter_per_epoch: semi-supervised training needs it"):
         FixMatch.from_config({"Global": {}, "SSL": {"threshold": 0.9}}, 0)
     with pytest.raises(ConfigError, match=r"UnLabelLoss.Train.0: FixMatch's unlabeled loss is the cross entropy"):
-        _unlabeled_loss({"Train": [{"SupConLoss": {"weight": 1.0}}]})
+        FixMatch._unlabeled_losses({"Train": [{"SupConLoss": {"weight": 1.0}}]})
+    with pytest.raises(ConfigError, match=r"UnLabelLoss.Train.1.CELoss: CCSSL's unlabeled losses are"):
+        FixMatchCCSSL._unlabeled_losses({"Train": [{"CCSSLCELoss": {"weight": 1.0}}, {"CELoss": {}}]})
 
 
 # ----------------------------------------------------------------------------- PKSampler: PaddleClas's weighted draws

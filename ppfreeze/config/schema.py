@@ -42,10 +42,10 @@ GLOBAL_KEYS: Dict[str, Tuple[type, ...]] = {
     "image_channel": (int,),
 }
 # PaddleClas's special training loops (Global.train_mode), which ppfreeze does not implement
-UNSUPPORTED_TRAIN_MODES = {"fixmatch_ccssl": "CCSSL semi-supervised training", "metabin": "MetaBIN domain generalisation", "progressive": "progressive "
+UNSUPPORTED_TRAIN_MODES = {"metabin": "MetaBIN domain generalisation", "progressive": "progressive "
                            "resizing (EfficientNetV2)"}
 # PaddleClas's special trainers ppfreeze implements (ppfreeze/engine/semi_supervised.py)
-TRAIN_MODES = ("fixmatch",)
+TRAIN_MODES = ("fixmatch", "fixmatch_ccssl")
 # PaddleClas Global keys we accept but do not act on (a warning says so).
 IGNORED_GLOBAL_KEYS = ("use_dali", "distributed", "pretrained", "infer_imgs",
                        "save_inference_freq", "use_fp16", "platform")

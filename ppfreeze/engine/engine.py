@@ -141,9 +141,9 @@ class Engine:
             prepare_evaluation(self)   # a bad Eval section fails now, not after the first epoch
         self.train_loss = build_loss(cfg["Loss"]["Train"], "Loss.Train")
         self.semi_supervised = None
-        if self.glob.get("train_mode") == "fixmatch":
-            from .semi_supervised import FixMatch
-            self.semi_supervised = FixMatch.from_config(cfg, self.seed)
+        if self.glob.get("train_mode"):   # fixmatch / fixmatch_ccssl (the schema refuses other trainers)
+            from .semi_supervised import build_semi_supervised
+            self.semi_supervised = build_semi_supervised(cfg, self.seed)
         train_metric_cfgs = (cfg.get("Metric") or {}).get("Train")
         if batch_ops_of(self.train_loader):  # mixed labels: no accuracy in training (as PaddleClas)
             train_metric_cfgs = drop_accuracy_for_mixed_labels(train_metric_cfgs, "Metric.Train")

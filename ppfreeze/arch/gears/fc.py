@@ -1,4 +1,5 @@
-"""``FC``: one linear layer, used as an embedding neck or as a plain classifier head; ``Tanh``: a hashing neck."""
+"""``FC``: one linear layer, used as an embedding neck or as a plain classifier head; ``Tanh``: a hashing
+neck; ``FRFNNeck``: CCSSL's projection neck."""
 from __future__ import annotations
 
 from typing import Any
@@ -45,3 +46,26 @@ class Tanh(nn.Layer):
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         return paddle.tanh(x)
+
+
+@GEARS.register
+class FRFNNeck(nn.Layer):
+    """CCSSL's projection neck: ``fc1 -> LeakyReLU(0.1) -> fc2``, then L2-normalised (no epsilon, as
+    PaddleClas). State dict: ``fc1.{weight,bias}`` ``[num_features, num_features]``, ``fc2`` to ``low_dim``.
+
+    Args:
+        num_features: input width.
+        low_dim: output (embedding) width.
+    """
+    needs_label = False
+
+    def __init__(self, num_features: int, low_dim: int):
+        super().__init__()
+        self.fc1 = nn.Linear(int(num_features), int(num_features))
+        self.relu_mlp = nn.LeakyReLU(negative_slope=0.1)
+        self.fc2 = nn.Linear(int(num_features), int(low_dim))
+        self.num_features = int(low_dim)   # the width of what the neck outputs (the model contract's meaning)
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        x = self.fc2(self.relu_mlp(self.fc1(x)))
+        return x / x.pow(2).sum(1, keepdim=True).pow(0.5)
