@@ -41,6 +41,7 @@ import os
 import pickle
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -227,9 +228,12 @@ class TinyData:
         wanted = ds.get("sample_per_label")
         drawn = isinstance(wanted, int) and not isinstance(wanted, bool)
         per_class, present = (max(self.per_class, wanted), classes) if drawn else (self.per_class, CLASSES)
-        with tarfile.open(path, "w:gz") as tar:
+        train_member = members[0]
+        with tarfile.open(path, "w:gz", compresslevel=1) as tar:
             for name in members:
-                labels = [c % present for c in range(present * per_class)]
+                # only the training member needs sample_per_label images per class
+                count = present * per_class if name == train_member else CLASSES * self.per_class
+                labels = [c % present for c in range(count)]
                 batch = {b"data": self.rng.integers(0, 256, (len(labels), 3072), dtype=np.uint8),
                          label_key: labels, b"batch_label": b"tiny"}
                 data = pickle.dumps(batch, protocol=2)
@@ -495,12 +499,7 @@ def run_one(path: str, rel: str, registered, args) -> Dict[str, Any]:
         cmd += ["-o", item]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
     tic = time.time()
-    try:
-        proc = subprocess.run(cmd, cwd=args.paddleclas, env=env, capture_output=True, text=True,
-                              timeout=args.timeout)
-        rc, out, err = proc.returncode, proc.stdout, proc.stderr
-    except subprocess.TimeoutExpired as e:
-        rc, out, err = None, _text(e.stdout), _text(e.stderr)
+    rc, out, err = _run_limited(cmd, args.paddleclas, env, args.timeout)
     seconds = round(time.time() - tic, 1)
     log = ""
     for log_path in glob.glob(os.path.join(work, "output", "*", "train.log")):
@@ -524,6 +523,20 @@ def run_one(path: str, rel: str, registered, args) -> Dict[str, Any]:
     else:
         shutil.rmtree(work, ignore_errors=True)
     return result
+
+
+def _run_limited(cmd: List[str], cwd: str, env: Dict[str, str], timeout: int) -> Tuple[Optional[int], str, str]:
+    """(exit code or None on timeout, stdout, stderr); the run gets its own process group, which is
+    killed as a whole on timeout (so no child keeps the pipes open)."""
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+        return proc.returncode, out, err
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        return None, _text(out), _text(err)
 
 
 def _text(b: Any) -> str:
