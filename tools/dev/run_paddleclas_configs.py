@@ -580,8 +580,9 @@ def markdown(report: Dict[str, Any]) -> str:
             example = rs[0]["first_error"].replace("|", "\\|")
             lines.append(f"| {cause.replace('|', '/')} ({len(rs)}) | {names} | {example} |")
         lines.append("")
-    lines += ["| config | result | seconds |", "|---|---|---:|"]
-    lines += [f"| `{r['config']}` | {r['status']} | {r['seconds']} |" for r in report["results"]]
+    lines += ["| config | result | seconds | ppfreeze commit |", "|---|---|---:|---|"]
+    lines += [f"| `{r['config']}` | {r['status']} | {r['seconds']} | {r.get('commit', '')} |"
+              for r in sorted(report["results"], key=lambda r: r["config"])]
     if report["wrapper_not_registered"]:
         lines += ["", f"Not run: the wrapper model is not registered yet "
                       f"({len(report['wrapper_not_registered'])} configs):", ""]
@@ -590,6 +591,26 @@ def markdown(report: Dict[str, Any]) -> str:
         lines += ["", "Not run: not training configs (PaddleClas's train.py cannot train them either), lacking:", ""]
         lines += [f"- `{c}` ({', '.join(m)})" for c, m in report["no_train_section"]]
     return "\n".join(lines) + "\n"
+
+
+def _previous_passes(out: str) -> Dict[str, Dict[str, Any]]:
+    path = os.path.join(out, "report.json")
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        return {r["config"]: r for r in json.load(f)["results"] if r["status"] == "pass"}
+
+
+def _commit() -> str:
+    """The ppfreeze commit running the configs (``+dirty`` with uncommitted changes)."""
+    try:
+        head = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True).stdout.strip()
+        return head + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -604,6 +625,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep every run's directory")
     parser.add_argument("--keep-failed", action="store_true", help="keep the directories of failed runs")
     parser.add_argument("--list", action="store_true", help="print the in-scope configs and exit")
+    parser.add_argument("--retry-failed", action="store_true",
+                        help="keep the passes of an existing OUT/report.json and run only the other in-scope "
+                             "configs (each result records the ppfreeze commit that produced it)")
     args = parser.parse_args(argv)
     args.paddleclas = os.path.abspath(args.paddleclas)
     from ppfreeze.arch import MODELS
@@ -627,11 +651,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.list:
         print("\n".join(rel for _, rel in in_scope))
         return 0
-    results = []
-    for n, (path, rel) in enumerate(in_scope, 1):
+    kept = _previous_passes(args.out) if args.retry_failed else {}
+    commit = _commit()
+    results = [kept[rel] for _, rel in in_scope if rel in kept]
+    todo = [(path, rel) for path, rel in in_scope if rel not in kept]
+    if kept:
+        print(f"keeping {len(results)} passes from {args.out}/report.json, running {len(todo)}", flush=True)
+    for n, (path, rel) in enumerate(todo, 1):
         r = run_one(path, rel, registered, args)
+        r["commit"] = commit
         results.append(r)
-        print(f"[{n}/{len(in_scope)}] {r['status']:7s} {r['seconds']:6.1f}s {rel}"
+        print(f"[{n}/{len(todo)}] {r['status']:7s} {r['seconds']:6.1f}s {rel}"
               + (f"  -- {r['first_error']}" if r["first_error"] else ""), flush=True)
         write_report(results, skipped, args, args.out)
     summary = write_report(results, skipped, args, args.out)
