@@ -292,3 +292,25 @@ def test_pk_sampler_id_list_ratio_weights_identities_as_paddleclas():
     assert seen[3] > 2 * seen[7] and seen[3] > 2 * seen[9]
     with pytest.raises(ConfigError, match="id_list"):
         PKSampler(Labelled(), 2, 2, id_list=[0, 1, 2], ratio=[2.0])
+
+
+# ----------------------------------------------------------------------------- ReduceOnPlateau in the engine
+def test_reduce_on_plateau_is_stepped_with_the_eval_metric(make_config, monkeypatch):
+    from ppfreeze.engine import Engine
+    cfg, _ = make_config(arch="PPLCNet_x0_25", epochs=2, max_train_steps=1, max_eval_steps=1)
+    cfg["Optimizer"] = {"name": "Momentum", "momentum": 0.9,
+                        "lr": {"name": "ReduceOnPlateau", "learning_rate": 0.1, "mode": "max", "patience": 0,
+                               "factor": 0.5, "by_epoch": True}}
+    engine = Engine(cfg, mode="train")
+    seen = []
+    original = Engine.eval
+
+    def fixed_metric(self, epoch=0):
+        original(self, epoch)
+        seen.append(self.lr_scheduler.last_lr)
+        return {"top1": 0.5, "loss": 1.0}   # never improves after epoch 1
+
+    monkeypatch.setattr(Engine, "eval", fixed_metric)
+    engine.train()
+    # epoch 1 sets the best; epoch 2 does not improve, patience 0: halved after its evaluation only
+    assert seen == [0.1, 0.1] and engine.lr_scheduler.last_lr == pytest.approx(0.05)
