@@ -249,6 +249,10 @@ def _cosine(t, total, base=0.1, eta_min=0.0):
      {0: 0.1, 10: _cosine(10, 20, eta_min=0.01), 19: _cosine(19, 20, eta_min=0.01)}),
     ({"name": "Piecewise", "decay_epochs": [3, 6], "values": [0.1, 0.01, 0.001]},
      {0: 0.1, 5: 0.1, 6: 0.01, 11: 0.01, 12: 0.001}),
+    # as many values as decay epochs (PaddleClas's Attr/StrongBaselineAttr.yaml): Paddle keeps values[-1]
+    # after decay_epochs[-2], the last decay epoch does nothing
+    ({"name": "Piecewise", "decay_epochs": [3, 6], "values": [0.1, 0.01]},
+     {0: 0.1, 5: 0.1, 6: 0.01, 12: 0.01, 19: 0.01}),
     ({"name": "Piecewise", "decay_epochs": [3], "values": [0.1, 0.01], "warmup_epoch": 1},  # counted after warmup
      {0: 0.0, 1: 0.05, 2: 0.1, 7: 0.1, 8: 0.01}),
     ({"name": "Step", "learning_rate": 0.1, "step_size": 2, "gamma": 0.5},
@@ -287,7 +291,7 @@ def test_scheduler_state_dict_round_trip():
 
 @pytest.mark.parametrize("cfg, match", [
     ({"name": "Cosine", "learning_rate": -0.1}, r"Optimizer.lr.learning_rate: a learning rate must be >= 0"),
-    ({"name": "Piecewise", "decay_epochs": [3, 6], "values": [0.1, 0.01]}, r"Optimizer.lr.values: needs one more"),
+    ({"name": "Piecewise", "decay_epochs": [3, 6, 9], "values": [0.1, 0.01]}, r"Optimizer.lr.values: needs one more"),
     ({"name": "MultiStepDecay", "learning_rate": 0.1, "milestones": [5, 2]}, r"Optimizer.lr.milestones"),
     ({"name": "Step", "learning_rate": 0.1, "step_size": 2, "gamma": 2}, r"Optimizer.lr.gamma: must be in \(0, 1\)"),
     ({"name": "Constant", "learning_rate": 0.1, "warmup_epoch": 1, "warmup_start_lr": 0.5},
@@ -313,3 +317,90 @@ def test_piecewise_from_learning_rate_follows_paddleclas():
     assert rates[60] == pytest.approx(0.01) and rates[120] == pytest.approx(0.001)
     short = build_lr_scheduler({"name": "Piecewise", "learning_rate": 0.1}, 5, 2)
     assert short.last_lr == pytest.approx(0.1)
+
+
+def test_onecycle_and_cosine_fixmatch_follow_paddle_and_fixmatch():
+    from paddle.optimizer import lr as paddle_lr
+    ours = _rates({"name": "OneCycleLR", "max_learning_rate": 0.1, "phase_pct": 0.2}, 20)
+    ref = paddle_lr.OneCycleLR(0.1, total_steps=EPOCHS * STEPS, phase_pct=0.2, end_learning_rate=1e-10)
+    expected = []
+    for _ in range(20):
+        expected.append(ref.last_lr)
+        ref.step()
+    assert ours == pytest.approx(expected, abs=1e-12)
+    rates = _rates({"name": "CosineFixmatch", "learning_rate": 0.03, "num_warmup_steps": 4, "num_cycles": 0.4375}, 20)
+    assert rates[0] == 0.0 and rates[2] == pytest.approx(0.015) and rates[4] == pytest.approx(0.03)
+    assert rates[12] == pytest.approx(0.03 * math.cos(math.pi * 0.4375 * 8 / 16))   # progress (12 - 4) / (20 - 4)
+
+
+def test_reduce_on_plateau_steps_on_the_metric_only():
+    sched = build_lr_scheduler({"name": "ReduceOnPlateau", "learning_rate": 0.1, "mode": "max", "patience": 1,
+                                "factor": 0.5, "by_epoch": True}, EPOCHS, STEPS)
+    assert sched.by_epoch and sched.steps_on_metric
+    for acc in (0.5, 0.4, 0.3):   # no improvement for 2 evaluations > patience 1
+        sched.step(acc)
+    assert sched.last_lr == pytest.approx(0.05)
+    with pytest.raises(ConfigError, match=r"Optimizer.lr.by_epoch: ReduceOnPlateau steps on the evaluation metric"):
+        build_lr_scheduler({"name": "ReduceOnPlateau", "learning_rate": 0.1}, EPOCHS, STEPS)
+
+
+def test_last_epoch_starts_the_schedule_one_step_later_as_paddle():
+    # PaddleClas's reid configs: Piecewise by epoch with last_epoch 0 decays one epoch early
+    cfg = {"name": "Piecewise", "decay_epochs": [3, 6], "values": [0.1, 0.01, 0.001], "by_epoch": True}
+    shifted = build_lr_scheduler({**cfg, "last_epoch": 0}, EPOCHS, STEPS)
+    rates = []
+    for _ in range(6):
+        rates.append(shifted.last_lr)
+        shifted.step()
+    assert rates == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.01, 0.001])
+    assert build_lr_scheduler({"name": "ConstLR", "learning_rate": 5.0}, EPOCHS, STEPS).last_lr == 5.0
+
+
+def test_adamwdl_layerwise_rates_and_paddleclas_decay():
+    from ppfreeze.optim.optimizer import layerwise_ratios
+
+    class ViTLike(paddle.nn.Layer):
+        def __init__(self):
+            super().__init__()
+            self.patch_embed = paddle.nn.Linear(2, 2)
+            self.blocks = paddle.nn.LayerList([paddle.nn.Linear(2, 2) for _ in range(2)])
+            self.head = paddle.nn.Linear(2, 2)
+
+        def forward(self, x):
+            x = self.patch_embed(x)
+            for block in self.blocks:
+                x = block(x)
+            return self.head(x)
+
+    ratios = layerwise_ratios(["patch_embed.weight", "blocks.0.weight", "blocks.1.bias", "head.weight"], 0.5)
+    assert ratios == {"patch_embed.weight": 0.125, "blocks.0.weight": 0.25, "blocks.1.bias": 0.5, "head.weight": 1.0}
+    paddle.seed(0)
+    model = ViTLike()
+    before = {n: p.numpy().copy() for n, p in model.named_parameters()}
+    opt, _ = build_optimizer({"name": "AdamWDL", "weight_decay": 0.5, "layerwise_decay": 0.5,
+                              "lr": {"name": "Constant", "learning_rate": 0.1}}, list(model.named_parameters()), 1, 1)
+    (model(paddle.ones([1, 2])) ** 2).sum().backward()
+    grads = {n: p.grad.numpy().copy() for n, p in model.named_parameters()}
+    opt.step()
+    for name, p in model.named_parameters():
+        rate = 0.1 * ratios.get(name, {"patch_embed": 0.125, "blocks.0": 0.25, "blocks.1": 0.5}.get(
+            name.rsplit(".", 1)[0], 1.0))
+        step = rate * np.sign(grads[name])   # Adam's first step: m / sqrt(v) = sign(g)
+        # biases are not decayed; weights twice, as PaddleClas's AdamWDL does on Paddle 3
+        shrink = 1.0 if name.endswith("bias") else (1 - 0.1 * 0.5) * (1 - rate * 0.5)
+        np.testing.assert_allclose(p.numpy(), before[name] * shrink - step, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_momentum_no_weight_decay_name_exempts_matching_parameters():
+    # PaddleClas's FixMatch configs: Momentum with weight_decay 0.0005 and no_weight_decay_name "bn bias"
+    layer = paddle.nn.Linear(2, 2)
+    named = [("fc.weight", layer.weight), ("fc.bias", layer.bias)]
+    before = {n: p.numpy().copy() for n, p in named}
+    opt, _ = build_optimizer({"name": "Momentum", "momentum": 0.9, "weight_decay": 0.5, "no_weight_decay_name": "bias",
+                              "lr": {"name": "Constant", "learning_rate": 0.1}}, named, 1, 1)
+    layer(paddle.ones([1, 2])).sum().backward()
+    grads = {n: p.grad.numpy().copy() for n, p in named}
+    opt.step()
+    np.testing.assert_allclose(layer.bias.numpy(), before["fc.bias"] - 0.1 * grads["fc.bias"], rtol=1e-6)
+    np.testing.assert_allclose(layer.weight.numpy(), before["fc.weight"] - 0.1 * (grads["fc.weight"] +
+                                                                                 0.5 * before["fc.weight"]), rtol=1e-6)

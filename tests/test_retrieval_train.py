@@ -196,7 +196,7 @@ def test_pk_sampler_ranks_alias_and_errors():
     assert {i for b in small for i in b} == set(range(len(Labelled.labels)))
     for kwargs, key in (({"batch_size": 6, "sample_per_id": 4}, "sample_per_id"),
                         ({"batch_size": 12, "sample_per_id": 2}, "batch_size"),  # 6 ids per batch, 5 exist
-                        ({"batch_size": 4, "sample_per_id": 2, "sample_method": "id_avg_prob"}, "sample_method")):
+                        ({"batch_size": 4, "sample_per_id": 2, "sample_method": "id_avg"}, "sample_method")):
         with pytest.raises(ConfigError) as e:
             PKSampler(Labelled(), **kwargs)
         assert e.value.key == key

@@ -18,7 +18,8 @@ logger = logging.getLogger("ppfreeze")
 EXPORT_ONLY_KEYS = ("infer_output_key", "infer_add_softmax")
 
 
-def build_model(arch_cfg: Dict[str, Any], key: str = "Arch", class_num: Optional[int] = None) -> nn.Layer:
+def build_model(arch_cfg: Dict[str, Any], key: str = "Arch", class_num: Optional[int] = None,
+                ml_decoder: Optional[Dict[str, Any]] = None) -> nn.Layer:
     """Build the model an ``Arch``-style mapping describes and load its ``pretrained`` weights.
 
     Args:
@@ -26,9 +27,17 @@ def build_model(arch_cfg: Dict[str, Any], key: str = "Arch", class_num: Optional
         key: config path of ``arch_cfg``, used in error messages (``Arch.Backbone`` when nested).
         class_num: the engine's fallback (``Global.class_num``); ``arch_cfg['class_num']`` wins,
             and it is only passed to models that take a ``class_num``.
+        ml_decoder: the config's top-level ``MLDecoder`` section; with ``use_ml_decoder: true`` in
+            ``arch_cfg`` the head replaces the model's pooling and classifier after the
+            pretrained weights are loaded (PaddleClas's order).
     """
     name, kwargs = split_component(arch_cfg, key)
     pretrained = kwargs.pop("pretrained", False)
+    use_ml_decoder = kwargs.pop("use_ml_decoder", False)
+    if not isinstance(use_ml_decoder, bool):
+        raise ConfigError(f"{key}.use_ml_decoder", f"expected true or false, got {use_ml_decoder!r}")
+    if ml_decoder is not None and not use_ml_decoder and key == "Arch":
+        logger.warning("MLDecoder section is ignored: Arch.use_ml_decoder is not true (as in PaddleClas)")
     for export_key in EXPORT_ONLY_KEYS:  # read by tools/export_model.py, not by the model
         kwargs.pop(export_key, None)
     # use_ssld only picks which file PaddleClas would download; sync BN has no CPU meaning
@@ -42,6 +51,11 @@ def build_model(arch_cfg: Dict[str, Any], key: str = "Arch", class_num: Optional
         kwargs["class_num"] = class_num
     model = MODELS.build({"name": name, **kwargs}, key)
     _load_arch_pretrained(model, pretrained, f"{key}.pretrained")
+    if use_ml_decoder:
+        from .gears import add_ml_decoder_head
+        add_ml_decoder_head(model, ml_decoder)
+        kept = set(model.state_dict())   # the replaced classifier's keys are gone
+        model.mark_pretrained(k for k in model.pretrained_keys if k in kept)
     attach_returns(model, *returns, key)
     return model
 

@@ -40,12 +40,23 @@ class RecModel(ArchModel):
         BackboneStopLayer: ``{name: flatten}``: layers after it become ``Identity``.
         Neck: a gear such as ``{name: FC, embedding_size: 1280, class_num: 512}``.
         Head: a gear such as ``{name: ArcMargin, embedding_size: 512, class_num: 1000}``.
+        head_feature_from: what the head reads: ``neck`` (the features, default) or ``backbone``
+            (PaddleClas's option; the features stay the neck's output).
+        is_rec: PaddleClas's flag for calling the model with the labels; here the head decides
+            (margin heads take them), so it is accepted and has no effect.
     """
 
     def __init__(self, Backbone: Dict[str, Any], BackboneStopLayer: Optional[Dict[str, Any]] = None,
-                 Neck: Optional[Dict[str, Any]] = None, Head: Optional[Dict[str, Any]] = None):
+                 Neck: Optional[Dict[str, Any]] = None, Head: Optional[Dict[str, Any]] = None,
+                 head_feature_from: str = "neck", is_rec: bool = True):
         super().__init__()
+        if head_feature_from not in ("neck", "backbone"):
+            raise ConfigError("head_feature_from", f"expected neck or backbone, got {head_feature_from!r}")
+        if not isinstance(is_rec, bool):
+            raise ConfigError("is_rec", f"expected true or false, got {is_rec!r}")
+        self.head_feature_from = head_feature_from
         self.backbone = build_model(Backbone, key="Arch.Backbone")
+        self.cut = BackboneStopLayer is not None
         if BackboneStopLayer is not None:
             stop_after(self.backbone, _stop_layer_name(BackboneStopLayer), key="Arch.BackboneStopLayer.name")
         self.neck = GEARS.build(Neck, "Arch.Neck") if Neck is not None else None
@@ -71,7 +82,16 @@ class RecModel(ArchModel):
     def num_features(self) -> int:
         """Width of ``features`` (the embedding)."""
         if self.neck is not None:
-            return int(getattr(self.neck, "class_num", None) or self.neck.num_features)
+            width = getattr(self.neck, "class_num", None) or getattr(self.neck, "num_features", None)
+            if width:
+                return int(width)
+        return self._backbone_width()   # no neck, or one that keeps the width (Tanh)
+
+    def _backbone_width(self) -> int:
+        """Width of the backbone's output: its classifier's when no stop layer cut it off."""
+        classifier = getattr(self.backbone, "class_num", None)
+        if not self.cut and classifier:
+            return int(classifier)
         return int(self.backbone.num_features)
 
     def forward(self, x: paddle.Tensor, label: Optional[paddle.Tensor] = None) -> Dict[str, paddle.Tensor]:
@@ -81,7 +101,8 @@ class RecModel(ArchModel):
             features = out["neck"] = self.neck(features)
         out["features"] = features
         if self.head is not None:
-            out["logits"] = self.head(features, label) if self.needs_label else self.head(features)
+            head_input = out["backbone"] if self.head_feature_from == "backbone" else features
+            out["logits"] = self.head(head_input, label) if self.needs_label else self.head(head_input)
         return out
 
     def _stages(self) -> Dict[str, List[str]]:

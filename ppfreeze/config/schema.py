@@ -12,10 +12,14 @@ from .errors import ConfigError, did_you_mean
 
 logger = logging.getLogger("ppfreeze")
 
-SECTIONS = ("Global", "AMP", "Arch", "Loss", "Optimizer", "DataLoader", "Metric", "Infer", "EMA", "Freeze")
+SECTIONS = ("Global", "AMP", "Arch", "Loss", "Optimizer", "DataLoader", "Metric", "Infer", "EMA", "Freeze",
+            "MLDecoder", "SSL", "UnLabelLoss")
 # Sections PaddleClas configs may carry that only deploy tools read; accepted and ignored in training.
 PASSIVE_SECTIONS = ("IndexProcess", "RecPreProcess", "RecPostProcess", "PreProcess", "PostProcess", "DetPreProcess",
                     "DetPostProcess", "Slim")
+# Slim (PaddleSlim quantization / pruning) is accepted only when empty: ignoring it would give a float,
+# unpruned model where the config asks for a quantized or pruned one
+SLIM_KINDS = {"quant": "quantization-aware training", "prune": "filter pruning"}
 
 _NUM = (int, float)
 _OPT_STR = (str, type(None))
@@ -27,6 +31,8 @@ GLOBAL_KEYS: Dict[str, Tuple[type, ...]] = {
     "use_visualdl": (bool,), "image_shape": (list,), "save_inference_dir": (str,), "seed": (int, type(None)),
     "eval_mode": (str,), "num_threads": (int, type(None)), "export_format": (str,), "to_static": (bool,),
     "retrieval_feature_from": (str,), "feature_normalize": (bool,), "max_eval_steps": (int, type(None)),
+    # retrieval evaluation as PaddleClas does it (round | sign); re-ranking: only false is implemented
+    "feature_binarize": _OPT_STR, "re_ranking": (bool,),
     "max_train_steps": (int, type(None)), "allow_missing_keys": (bool,),
     # reliability (docs/reliability.md): replace an earlier run's checkpoints; how much of the model
     # Global.pretrained_model must cover (all_but_head | all | a share of the values in [0, 1])
@@ -39,11 +45,12 @@ GLOBAL_KEYS: Dict[str, Tuple[type, ...]] = {
     "image_channel": (int,),
 }
 # PaddleClas's special training loops (Global.train_mode), which ppfreeze does not implement
-UNSUPPORTED_TRAIN_MODES = {"fixmatch": "FixMatch semi-supervised training", "fixmatch_ccssl": "CCSSL semi-supervised "
-                           "training", "metabin": "MetaBIN domain generalisation", "progressive": "progressive "
+UNSUPPORTED_TRAIN_MODES = {"metabin": "MetaBIN domain generalisation", "progressive": "progressive "
                            "resizing (EfficientNetV2)"}
+# PaddleClas's special trainers ppfreeze implements (ppfreeze/engine/semi_supervised.py)
+TRAIN_MODES = ("fixmatch", "fixmatch_ccssl")
 # PaddleClas Global keys we accept but do not act on (a warning says so).
-IGNORED_GLOBAL_KEYS = ("use_dali", "re_ranking", "distributed", "pretrained", "infer_imgs",
+IGNORED_GLOBAL_KEYS = ("use_dali", "distributed", "pretrained", "infer_imgs",
                        "save_inference_freq", "use_fp16", "platform")
 MAX_CLASS_NUM = 2 ** 31 - 1   # Paddle sizes layers with int32
 MAX_SEED = 2 ** 63 - 1        # paddle.seed takes an int64
@@ -97,6 +104,16 @@ def check_typed_keys(section: Dict[str, Any], known: Dict[str, Tuple[type, ...]]
             raise ConfigError(f"{key}.{name}", f"expected {_type_names(types)}, got {type(value).__name__} {value!r}")
 
 
+def _check_slim(slim: Any) -> None:
+    """A ``Slim`` section that asks for quantization or pruning is refused (PaddleSlim is not used)."""
+    for kind, what in SLIM_KINDS.items():
+        if isinstance(slim, dict) and slim.get(kind):
+            name = slim[kind].get("name") if isinstance(slim[kind], dict) else slim[kind]
+            raise ConfigError(f"Slim.{kind}", f"{name!r} asks for PaddleSlim {what}, which ppfreeze does not "
+                                              "implement: training would give a float, unpruned model",
+                              "remove the Slim section to train the float model")
+
+
 def validate_config(cfg: Dict[str, Any], source: str = "") -> None:
     """Raise ConfigError for unknown sections, unknown Global keys and wrong types."""
     where = f" in {source}" if source else ""
@@ -107,10 +124,11 @@ def validate_config(cfg: Dict[str, Any], source: str = "") -> None:
     for section in ("Global", "Arch"):
         if section not in cfg or not isinstance(cfg[section], dict):
             raise ConfigError(section, f"missing or not a mapping{where}", f"every config needs a '{section}:' section")
+    _check_slim(cfg.get("Slim"))
     glob = cfg["Global"]
     check_typed_keys(glob, GLOBAL_KEYS, "Global", where, IGNORED_GLOBAL_KEYS)
     mode = glob.get("train_mode")
-    if mode:
+    if mode and mode not in TRAIN_MODES:
         what = UNSUPPORTED_TRAIN_MODES.get(mode, "an unknown trainer")
         raise ConfigError("Global.train_mode", f"{mode!r} selects PaddleClas's {what}, which ppfreeze does not "
                                                "implement", "remove train_mode for standard supervised training")
@@ -120,7 +138,8 @@ def validate_config(cfg: Dict[str, Any], source: str = "") -> None:
     if "image_shape" in glob and (len(glob["image_shape"]) != 3 or not all(isinstance(v, int) for v in glob["image_shape"])):
         raise ConfigError("Global.image_shape", f"expected [C, H, W] integers, got {glob['image_shape']!r}")
     for key in ("epochs", "save_interval", "eval_interval", "print_batch_step"):
-        if key in glob and glob[key] < 1:
+        # save_interval -1: PaddleClas saves when epoch % -1 == 0, i.e. every epoch (its FixMatch configs)
+        if key in glob and glob[key] < 1 and not (key == "save_interval" and glob[key] == -1):
             raise ConfigError(f"Global.{key}", f"must be >= 1, got {glob[key]}")
     for key in ("max_train_steps", "max_eval_steps"):  # 0 used to mean "no limit": say null for that
         if glob.get(key) is not None and glob[key] < 1:

@@ -47,13 +47,16 @@ class _CifarBase(paddle.io.Dataset):
     default_backend = "cv2"
 
     def __init__(self, data_file: Optional[str] = None, mode: str = "train", download: bool = True,
-                 backend: Optional[str] = None, sample_per_label: Optional[int] = None, expand_labels: int = 1,
+                 backend: Optional[str] = None, sample_per_label: Any = None, expand_labels: int = 1,
                  transform_ops: Optional[List[Any]] = None, transform_ops_weak: Optional[List[Any]] = None,
                  transform_ops_strong: Optional[List[Any]] = None, transform_ops_strong2: Optional[List[Any]] = None,
                  seed: int = 0):
         super().__init__()
         self.mode = _check_choice("mode", str(mode).lower(), tuple(self.members))
         self.backend = _check_choice("backend", backend or self.default_backend, ("cv2", "pil"))
+        # PaddleClas's configs write None, which YAML reads as the string 'None'; PaddleClas then finds
+        # no such file (data_file) or no integer (sample_per_label) and behaves as for null
+        data_file, sample_per_label = (None if v == "None" else v for v in (data_file, sample_per_label))
         self.data_file = self._locate(data_file, download)
         images, labels = self._read_tarball()
         images, labels = _subsample(images, labels, sample_per_label, expand_labels, self.class_count, seed)

@@ -14,6 +14,12 @@ One epoch, drawn from ``(seed, epoch)``:
 
 Hence every image appears at least once per epoch and every batch is full. numpy only (no
 paddle import): ``ppfreeze.data`` registers it without loading the training stack.
+
+With ``sample_method: id_avg_prob`` or ``id_list`` / ``ratio`` (PaddleClas's identity weighting)
+the batches are drawn as PaddleClas draws them instead: each batch takes P different identities
+at random with the configured probabilities, then K images of each (with replacement only when an
+identity has fewer than K); an epoch has as many batches as the dataset has images / batch_size.
+Not every image is then seen each epoch, which is what such weighting asks for.
 """
 from __future__ import annotations
 
@@ -40,14 +46,21 @@ class PKSampler:
         drop_last: true: every batch is full (extra groups fill the free slots); false: no
             extra groups, so some batches may hold fewer identities. No image is dropped either way.
         sample_method: PaddleClas's "sample_avg_prob" (identities appear in proportion to their
-            images, which covering every image implies); "id_avg_prob" is not supported.
+            images, which covering every image implies) or "id_avg_prob" (every identity equally
+            likely; batches drawn, see the module docstring).
+        id_list: PaddleClas's ``[start, end, start, end, ...]`` ranges of identity positions (in order
+            of first appearance in the dataset, inclusive) whose probability is multiplied by the
+            matching ``ratio`` entry (batches drawn, see the module docstring).
+        ratio: one multiplier per range of ``id_list``.
+        total_epochs: PaddleClas's shuffle seed component; accepted, unused (draws follow the seed).
         seed: the run's seed (given by the loader).
         num_replicas, rank: split batches over ranks (default: paddle.distributed.launch's
             ``PADDLE_TRAINERS_NUM`` / ``PADDLE_TRAINER_ID``).
     """
 
     def __init__(self, dataset: Any, batch_size: int, sample_per_id: int, shuffle: bool = True,
-                 drop_last: bool = True, sample_method: str = "sample_avg_prob", seed: int = 0,
+                 drop_last: bool = True, sample_method: str = "sample_avg_prob", id_list: Optional[List[int]] = None,
+                 ratio: Optional[List[float]] = None, total_epochs: int = 0, seed: int = 0,
                  num_replicas: Optional[int] = None, rank: Optional[int] = None):
         _check_args(batch_size, sample_per_id, shuffle, drop_last, sample_method)
         self.batch_size = batch_size
@@ -66,6 +79,13 @@ class PKSampler:
         self.groups_per_id = {label: math.ceil(len(idx) / sample_per_id) for label, idx in self.members.items()}
         self.num_batches = self._count_batches()
         self.current_epoch = 0
+        self.draw_probabilities = None
+        if sample_method == "id_avg_prob" or id_list or ratio:
+            self.draw_probabilities = _identity_probabilities(dataset, self.members, sample_method, id_list, ratio)
+            n = len(dataset.labels)
+            self.num_batches = n // batch_size if drop_last else math.ceil(n / batch_size)
+            if self.num_batches < 1:
+                raise ConfigError("batch_size", f"is {batch_size}, more than the {n} images with drop_last: true")
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next pass use the draws of ``epoch``."""
@@ -76,7 +96,7 @@ class PKSampler:
 
     def __iter__(self) -> Iterator[List[int]]:
         rng = np.random.default_rng([self.seed % (1 << 63), self.current_epoch])
-        batches = self.epoch_batches(rng)
+        batches = self.drawn_batches(rng) if self.draw_probabilities is not None else self.epoch_batches(rng)
         # every rank gets the same number of batches: wrap around for the last ones
         padded = [batches[i % len(batches)] for i in range(len(self) * self.num_replicas)]
         yield from padded[self.rank::self.num_replicas]
@@ -101,6 +121,19 @@ class PKSampler:
         batches = [b for b in batches if b]
         if self.shuffle:
             batches = [batches[i] for i in rng.permutation(len(batches))]
+        return batches
+
+    def drawn_batches(self, rng: np.random.Generator) -> List[List[int]]:
+        """PaddleClas's draws: per batch P identities by ``draw_probabilities``, K images of each."""
+        labels, probs = list(self.draw_probabilities), np.array(list(self.draw_probabilities.values()))
+        batches = []
+        for _ in range(self.num_batches):
+            batch: List[int] = []
+            for i in rng.choice(len(labels), size=self.ids_per_batch, replace=False, p=probs):
+                members = self.members[labels[i]]
+                batch += [int(j) for j in rng.choice(members, size=self.sample_per_id,
+                                                     replace=len(members) < self.sample_per_id)]
+            batches.append(batch)
         return batches
 
     def _count_batches(self) -> int:
@@ -177,6 +210,23 @@ def _members_by_label(dataset: Any) -> Dict[Any, np.ndarray]:
     return {label: np.flatnonzero(labels == label) for label in np.unique(labels)}
 
 
+def _identity_probabilities(dataset: Any, members: Dict[Any, np.ndarray], sample_method: str,
+                            id_list: Optional[List[int]], ratio: Optional[List[float]]) -> Dict[Any, float]:
+    """Identity -> draw probability, in order of first appearance (PaddleClas's ``id_list`` positions)."""
+    order = list(dict.fromkeys(np.asarray(dataset.labels).reshape(-1).tolist()))
+    weights = np.array([1.0 if sample_method == "id_avg_prob" else len(members[label]) for label in order])
+    if id_list or ratio:
+        if not isinstance(id_list, list) or not isinstance(ratio, list) or len(id_list) != 2 * len(ratio):
+            raise ConfigError("id_list", f"expected [start, end, ...] with two entries per ratio, got id_list "
+                                         f"{id_list!r} and ratio {ratio!r}")
+        for position in range(len(order)):
+            for j, r in enumerate(ratio):
+                if id_list[2 * j] <= position <= id_list[2 * j + 1]:
+                    weights[position] *= float(r)
+                    break
+    return dict(zip(order, (weights / weights.sum()).tolist()))
+
+
 def _check_args(batch_size: Any, sample_per_id: Any, shuffle: Any, drop_last: Any, sample_method: Any) -> None:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
         raise ConfigError("batch_size", f"expected a positive integer, got {batch_size!r}")
@@ -187,6 +237,5 @@ def _check_args(batch_size: Any, sample_per_id: Any, shuffle: Any, drop_last: An
     for key, value in (("shuffle", shuffle), ("drop_last", drop_last)):
         if not isinstance(value, bool):
             raise ConfigError(key, f"expected true or false, got {value!r}")
-    if sample_method != "sample_avg_prob":
-        raise ConfigError("sample_method", f"only 'sample_avg_prob' is supported, got {sample_method!r}",
-                          "every epoch visits every image, so identities appear in proportion to their images")
+    if sample_method not in ("sample_avg_prob", "id_avg_prob"):
+        raise ConfigError("sample_method", f"expected sample_avg_prob or id_avg_prob, got {sample_method!r}")

@@ -71,7 +71,7 @@ class Engine:
         self.device = setup_device(g.get("device", "auto"))
         self.seed = g.get("seed") if g.get("seed") is not None else 0
         seed_everything(self.seed)
-        self.model = build_model(config["Arch"], class_num=g.get("class_num"))
+        self.model = build_model(config["Arch"], class_num=g.get("class_num"), ml_decoder=config.get("MLDecoder"))
         self.amp = Amp(config.get("AMP"), self.device)
         self.freezer = FreezeController(build_freeze_plan(config.get("Freeze"), self.model),
                                         g.get("image_shape", [3, 224, 224]))
@@ -164,6 +164,10 @@ class Engine:
         if self.glob.get("eval_during_train", False):
             prepare_evaluation(self)   # a bad Eval section fails now, not after the first epoch
         self.train_loss = build_loss(cfg["Loss"]["Train"], "Loss.Train")
+        self.semi_supervised = None
+        if self.glob.get("train_mode"):   # fixmatch / fixmatch_ccssl (the schema refuses other trainers)
+            from .semi_supervised import build_semi_supervised
+            self.semi_supervised = build_semi_supervised(cfg, self.seed)
         train_metric_cfgs = (cfg.get("Metric") or {}).get("Train")
         if batch_ops_of(self.train_loader):  # mixed labels: no accuracy in training (as PaddleClas)
             train_metric_cfgs = drop_accuracy_for_mixed_labels(train_metric_cfgs, "Metric.Train")
@@ -208,12 +212,19 @@ class Engine:
         return self.freezer.forward(lambda: self.model(*args), indices)
 
     def train_step(self, images: paddle.Tensor, labels: paddle.Tensor, indices: Optional[paddle.Tensor] = None,
-                   update: bool = True) -> Tuple[Any, Dict[str, paddle.Tensor]]:
+                   update: bool = True, unlabeled: Optional[List[paddle.Tensor]] = None
+                   ) -> Tuple[Any, Dict[str, paddle.Tensor]]:
         """Forward and backward; the optimizer steps when ``update`` (``Global.update_freq``
-        accumulates gradients over several calls). Returns the output and the loss dict (device tensors)."""
+        accumulates gradients over several calls). Returns the output and the loss dict (device tensors).
+        ``unlabeled``: the unlabeled batch of a semi-supervised step (``Global.train_mode: fixmatch``)."""
         with self.amp.autocast():
-            out = self.forward(images, labels, indices)
-            losses = self.train_loss(out, labels)
+            if unlabeled is None:
+                out = self.forward(images, labels, indices)
+                losses = self.train_loss(out, labels)
+            else:
+                out, losses = self.semi_supervised.forward_and_loss(
+                    lambda x: self.freezer.forward(lambda: self.model(x), None), self.train_loss, images, labels,
+                    unlabeled)
         self.divergence.observe(losses["loss"], self.global_step + 1)   # no host sync
         self.amp.backward(losses["loss"] / self.update_freq if self.update_freq > 1 else losses["loss"])
         if update:
@@ -249,9 +260,12 @@ class Engine:
             self.callbacks.on_epoch_begin(self, epoch)
             self.model.train()
             self._train_one_epoch(epoch)
-            if getattr(self.lr_scheduler, "by_epoch", False):
+            on_metric = getattr(self.lr_scheduler, "steps_on_metric", False)   # ReduceOnPlateau
+            if getattr(self.lr_scheduler, "by_epoch", False) and not on_metric:
                 self.lr_scheduler.step()
             metrics = self._maybe_eval(epoch)
+            if on_metric and metrics:   # as PaddleClas: stepped on the metric that picks the best model
+                self.lr_scheduler.step(metrics[self.metric_key])
             self.callbacks.on_epoch_end(self, epoch, metrics)
         self.callbacks.on_train_end(self)
         return self._result()
@@ -264,12 +278,14 @@ class Engine:
         meter = StepMeter()
         log_every = self.glob.get("print_batch_step", 10)
         tic = time.time()
+        unlabeled = self.semi_supervised.batches(epoch, self.iters_per_epoch) if self.semi_supervised else None
         for it, batch in enumerate(epoch_batches(self.train_loader, epoch, self.iters_per_epoch)):
             images, labels = batch[0], batch[1]
             indices = batch[-1] if self.train_loader.dataset.return_index else None
+            extra = next(unlabeled) if unlabeled is not None else None
             meter.add_reader_time(time.time() - tic)
             update = (it + 1) % self.update_freq == 0
-            out, losses = self.train_step(images, labels, indices, update)
+            out, losses = self.train_step(images, labels, indices, update, unlabeled=extra)
             self.global_step += 1
             meter.add(losses, images.shape[0])
             if self.train_metrics is not None:

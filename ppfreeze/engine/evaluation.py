@@ -3,9 +3,12 @@ retrieval (Recall@k, mAP).
 
 Retrieval layout (PaddleClas): ``DataLoader.Eval.Query`` and ``DataLoader.Eval.Gallery`` are
 loader sections; ``Metric.Eval`` lists ``Recallk`` (``topk``) and ``mAP``. Every query is
-ranked against the gallery by cosine similarity of the model's ``Global.retrieval_feature_from``
-output (default ``features``). When Query and Gallery describe the same dataset, each image is
-its own best match, so it is excluded from its own ranking (by index).
+ranked against the gallery by the similarity of the model's ``Global.retrieval_feature_from``
+output (default ``features``), as PaddleClas computes it: features L2-normalised unless
+``Global.feature_normalize: false``, then binarised with ``Global.feature_binarize`` (``round``:
+``round(f) * 2 - 1``, ``sign``: ``sign(f)``), compared by inner product (cosine by default).
+When Query and Gallery describe the same dataset, each image is its own best match, so it is
+excluded from its own ranking (by index).
 """
 from __future__ import annotations
 
@@ -45,6 +48,7 @@ def prepare_evaluation(engine) -> None:
     ``DataLoader.Eval`` or ``Metric.Eval`` stops the run at once instead of after an epoch.
     """
     if _eval_mode(engine) == "retrieval":
+        _similarity(engine.glob)
         build_retrieval_metrics((engine.config.get("Metric") or {}).get("Eval"), "Metric.Eval")
         _eval_sections(engine.config.get("DataLoader") or {})
         for side in SIDES:
@@ -184,12 +188,12 @@ def eval_retrieval(engine: Any) -> Dict[str, float]:
     metrics = build_retrieval_metrics((cfg.get("Metric") or {}).get("Eval"), "Metric.Eval")
     eval_cfg = _eval_sections(cfg.get("DataLoader") or {})
     same_set = eval_cfg["Query"]["dataset"] == eval_cfg["Gallery"]["dataset"]
-    _warn_unsupported(engine.glob)
+    similarity = _similarity(engine.glob)
     query = embed_dataset(engine, "Query")
     gallery = query if same_set else embed_dataset(engine, "Gallery")
     results: Dict[str, float] = {}
     for metric in metrics:
-        results.update(metric.compute(query, gallery, exclude_self=same_set))
+        results.update(metric.compute(query, gallery, exclude_self=same_set, similarity=similarity))
     if any(np.isnan(v) for v in results.values()):
         raise ConfigError(EVAL_KEY, "no query has an image of its label in the gallery, so recall and mAP "
                                     "are undefined", "Query and Gallery must share labels (identities)")
@@ -204,7 +208,7 @@ def embed_dataset(engine: Any, side: str) -> EmbeddedSet:
     for step, batch in enumerate(eval_loader(engine, ("Eval", side), single_process=True)):
         if max_steps and step >= max_steps:
             break
-        features.append(_features_of(engine.model(batch[0]), feat_from).numpy().astype(np.float32))
+        features.append(retrieval_features(_features_of(engine.model(batch[0]), feat_from).numpy(), engine.glob))
         labels.append(np.asarray(batch[1]).reshape(-1))
         if len(batch) >= 3:   # (image, label, camera) items
             cameras.append(np.asarray(batch[2]).reshape(-1))
@@ -240,7 +244,39 @@ def _features_of(output: Any, feat_from: str) -> paddle.Tensor:
     return output[feat_from]
 
 
-def _warn_unsupported(glob: Dict[str, Any]) -> None:
-    if glob.get("feature_normalize", True) is False:
-        logger.warning("Global.feature_normalize: false is ignored: retrieval evaluation always ranks by "
-                       "cosine similarity (L2-normalised features)")
+BINARIZE = ("round", "sign")
+
+
+def _similarity(glob: Dict[str, Any]) -> str:
+    """How ``eval_retrieval`` compares the features :func:`retrieval_features` made.
+
+    Raises:
+        ConfigError: for ``re_ranking: true`` (not implemented) and a ``feature_binarize`` that is
+            neither ``round`` nor ``sign``.
+    """
+    if glob.get("re_ranking"):
+        raise ConfigError("Global.re_ranking", "k-reciprocal re-ranking is not implemented in ppfreeze",
+                          "set re_ranking: false (the ranking is then by feature similarity, as without it)")
+    binarize = glob.get("feature_binarize")
+    if binarize is not None and binarize not in BINARIZE:
+        raise ConfigError("Global.feature_binarize", f"expected round, sign or null, got {binarize!r}")
+    # binarised or unnormalised features are compared as they are, as PaddleClas does
+    if binarize is None and glob.get("feature_normalize", True):
+        return "cosine"
+    return "inner_product"
+
+
+def retrieval_features(features: np.ndarray, glob: Dict[str, Any]) -> np.ndarray:
+    """PaddleClas's retrieval features: L2-normalised (``Global.feature_normalize``, default true),
+    then binarised (``Global.feature_binarize``: ``round`` gives ``round(f) * 2 - 1``, ``sign`` gives
+    ``sign(f)``); float32."""
+    features = np.asarray(features, dtype=np.float32)
+    if glob.get("feature_normalize", True):
+        norms = np.linalg.norm(features, axis=1, keepdims=True)
+        features = features / np.maximum(norms, 1e-12)   # paddle.nn.functional.normalize's epsilon
+    binarize = glob.get("feature_binarize")
+    if binarize == "round":   # paddle.round: halves away from zero (np.round goes to even)
+        features = np.sign(features) * np.floor(np.abs(features) + 0.5) * 2.0 - 1.0
+    elif binarize == "sign":
+        features = np.sign(features)
+    return features.astype(np.float32)

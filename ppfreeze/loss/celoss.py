@@ -51,17 +51,20 @@ class CELoss(nn.Layer):
         self.reduction = check_reduction(reduction)
 
     def forward(self, output: ModelOutput, label: paddle.Tensor) -> paddle.Tensor:
+        per_sample = self.per_sample(output, label)
+        return per_sample.sum() if self.reduction == "sum" else per_sample.mean()
+
+    def per_sample(self, output: ModelOutput, label: paddle.Tensor) -> paddle.Tensor:
+        """The loss of every sample, shape ``[N]`` or ``[N, 1]`` (PaddleClas's ``reduction: none``)."""
         logits = logits_of(output)
         num_classes = logits.shape[-1]
         _check_label_shape(label, num_classes)
         if self.epsilon is None and not _is_soft(label, num_classes):
-            per_sample = F.cross_entropy(logits, _as_column(label), reduction="none")
-        else:
-            target = _soft_target(label, num_classes)
-            if self.epsilon is not None:
-                target = F.label_smooth(target, epsilon=self.epsilon)
-            per_sample = -(F.log_softmax(logits, axis=-1) * target).sum(axis=-1)
-        return per_sample.sum() if self.reduction == "sum" else per_sample.mean()
+            return F.cross_entropy(logits, _as_column(label), reduction="none")
+        target = _soft_target(label, num_classes)
+        if self.epsilon is not None:
+            target = F.label_smooth(target, epsilon=self.epsilon)
+        return -(F.log_softmax(logits, axis=-1) * target).sum(axis=-1)
 
 
 def check_reduction(reduction: str) -> str:

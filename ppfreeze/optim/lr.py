@@ -49,6 +49,7 @@ class ConstantLR(paddle_lr.LRScheduler):
 # --------------------------------------------------------------------------- schedules
 
 @LR_SCHEDULERS.register
+@LR_SCHEDULERS.register(name="ConstLR")   # PaddleClas has both names for a constant rate
 def Constant(learning_rate: float, warmup_epoch: float = 0, warmup_start_lr: float = 0.0,
              by_epoch: bool = False, *, timeline: Timeline) -> paddle_lr.LRScheduler:
     """Fixed learning rate (after the optional warmup)."""
@@ -121,6 +122,9 @@ def Piecewise(decay_epochs: Optional[Sequence[float]] = None, values: Optional[S
               timeline: Timeline) -> paddle_lr.LRScheduler:
     """``values[i]`` until ``decay_epochs[i]``, then ``values[-1]``.
 
+    ``values`` as long as ``decay_epochs`` is accepted with Paddle's meaning (PaddleClas's):
+    ``values[-1]`` applies from ``decay_epochs[-2]`` on, the last decay epoch has no effect.
+
     With ``learning_rate`` (PaddleClas's rule, which then ignores ``decay_epochs`` / ``values``):
     divide it by 10 every 30 epochs (``decay_epochs`` 30, 60, ...; one constant value under 30 epochs).
     """
@@ -132,6 +136,15 @@ def Piecewise(decay_epochs: Optional[Sequence[float]] = None, values: Optional[S
         raise ConfigError(timeline.key, "Piecewise needs decay_epochs and values (or a learning_rate)",
                           "e.g. {name: Piecewise, decay_epochs: [30, 60], values: [0.1, 0.01, 0.001]}")
     _increasing(decay_epochs, timeline, "decay_epochs")
+    if len(values) == len(decay_epochs):
+        # Paddle's PiecewiseDecay (PaddleClas's) keeps values[-1] once past the second-to-last
+        # boundary, so the last decay epoch changes nothing: drop it, as the result is the same
+        logger.warning("%s: %d values for %d decay_epochs: the last decay epoch (%s) has no effect (values[-1] "
+                       "applies from decay epoch %s on, as in PaddleClas)", timeline.key, len(values),
+                       len(decay_epochs), decay_epochs[-1], decay_epochs[-2] if len(decay_epochs) > 1 else 0)
+        decay_epochs = decay_epochs[:-1]
+        if not decay_epochs:
+            decay_epochs, values = [timeline.epochs], [values[0], values[0]]
     if len(values) != len(decay_epochs) + 1:
         raise ConfigError(f"{timeline.key}.values",
                           f"needs one more entry than decay_epochs: got {len(values)} values for "
@@ -141,6 +154,81 @@ def Piecewise(decay_epochs: Optional[Sequence[float]] = None, values: Optional[S
     boundaries = [timeline.steps(e, by_epoch) for e in decay_epochs]
     schedule = paddle_lr.PiecewiseDecay(boundaries=boundaries, values=rates)
     return _finish(schedule, rates[0], warmup_epoch, warmup_start_lr, by_epoch, timeline)
+
+
+@LR_SCHEDULERS.register
+def OneCycleLR(max_learning_rate: float, divide_factor: float = 25.0, end_learning_rate: float = 1e-10,
+               phase_pct: float = 0.3, anneal_strategy: str = "cos", three_phase: bool = False,
+               warmup_epoch: float = 0, warmup_start_lr: float = 0.0, by_epoch: bool = False, *,
+               timeline: Timeline) -> paddle_lr.LRScheduler:
+    """Paddle's one-cycle schedule: up from ``max_learning_rate / divide_factor`` to the maximum over
+    ``phase_pct`` of the run, then down to ``end_learning_rate`` (``anneal_strategy``: cos or linear;
+    ``three_phase``: back to the start rate before the final decay). As in PaddleClas, the cycle spans
+    every step of the run (warmup included) and the warmup ends at ``max_learning_rate``."""
+    top = _rate(max_learning_rate, timeline, "max_learning_rate")
+    end = _rate(end_learning_rate, timeline, "end_learning_rate")
+    _positive(divide_factor, timeline, "divide_factor")
+    if not 0 < phase_pct < 1:
+        raise ConfigError(f"{timeline.key}.phase_pct", f"must be in (0, 1), got {phase_pct}")
+    if anneal_strategy not in ("cos", "linear"):
+        raise ConfigError(f"{timeline.key}.anneal_strategy", f"expected cos or linear, got {anneal_strategy!r}")
+    total = max(2, timeline.steps(timeline.epochs, by_epoch))   # Paddle needs two steps to make a cycle
+    schedule = paddle_lr.OneCycleLR(top, total_steps=total, divide_factor=divide_factor, end_learning_rate=end,
+                                    phase_pct=phase_pct, anneal_strategy=anneal_strategy,
+                                    three_phase=bool(three_phase))
+    return _finish(schedule, top, warmup_epoch, warmup_start_lr, by_epoch, timeline)
+
+
+@LR_SCHEDULERS.register
+def CosineFixmatch(learning_rate: float, num_warmup_steps: int = 0, num_cycles: float = 7 / 16,
+                   by_epoch: bool = False, *, timeline: Timeline) -> paddle_lr.LRScheduler:
+    """FixMatch's schedule: linear from 0 over ``num_warmup_steps`` steps, then
+    ``learning_rate * max(0, cos(pi * num_cycles * progress))``, progress going 0 -> 1 over the
+    remaining steps of the run (``num_cycles`` 7/16 ends at cos(7 pi / 16) ~ 0.2 of the rate)."""
+    base = _rate(learning_rate, timeline, "learning_rate")
+    warmup = int(num_warmup_steps)
+    if warmup < 0:
+        raise ConfigError(f"{timeline.key}.num_warmup_steps", f"must be >= 0, got {num_warmup_steps}")
+    total = timeline.steps(timeline.epochs, by_epoch)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return step / max(1, warmup)
+        progress = (step - warmup) / max(1, total - warmup)
+        return max(0.0, math.cos(math.pi * num_cycles * progress))
+
+    schedule = paddle_lr.LambdaDecay(base, lr_lambda=factor)
+    schedule.by_epoch = bool(by_epoch)
+    return schedule
+
+
+@LR_SCHEDULERS.register
+def ReduceOnPlateau(learning_rate: float, mode: str = "min", factor: float = 0.1, patience: int = 10,
+                    threshold: float = 1e-4, threshold_mode: str = "rel", cooldown: int = 0, min_lr: float = 0.0,
+                    epsilon: float = 1e-8, warmup_epoch: float = 0, warmup_start_lr: float = 0.0,
+                    by_epoch: bool = False, *, timeline: Timeline) -> paddle_lr.LRScheduler:
+    """Multiply the rate by ``factor`` when the evaluation metric stops improving (Paddle's
+    ``ReduceOnPlateau``). As in PaddleClas it steps once per evaluation, on the metric that picks the
+    best model (``mode: max`` for accuracy-like metrics); so it needs ``by_epoch: true`` and
+    evaluation during training, and takes no warmup (PaddleClas would then never step it)."""
+    base = _rate(learning_rate, timeline, "learning_rate")
+    if not by_epoch:
+        raise ConfigError(f"{timeline.key}.by_epoch", "ReduceOnPlateau steps on the evaluation metric, once per "
+                                                       "evaluation", "set by_epoch: true")
+    if warmup_epoch:
+        raise ConfigError(f"{timeline.key}.warmup_epoch", "ReduceOnPlateau takes no warmup (PaddleClas never "
+                                                           "steps a warmed-up ReduceOnPlateau)", "remove warmup_epoch")
+    if mode not in ("min", "max") or threshold_mode not in ("rel", "abs"):
+        raise ConfigError(f"{timeline.key}.mode", f"expected mode min|max and threshold_mode rel|abs, got "
+                                                  f"{mode!r}, {threshold_mode!r}")
+    _decay_factor(factor, timeline, "factor")
+    schedule = paddle_lr.ReduceOnPlateau(base, mode=mode, factor=factor, patience=int(patience),
+                                         threshold=threshold, threshold_mode=threshold_mode,
+                                         cooldown=int(cooldown), min_lr=_rate(min_lr, timeline, "min_lr"),
+                                         epsilon=epsilon)
+    schedule.by_epoch = True
+    schedule.steps_on_metric = True   # the engine steps it with the evaluation metric
+    return schedule
 
 
 def _paddleclas_piecewise(learning_rate: float, epochs: int):
@@ -168,7 +256,23 @@ def build_lr_scheduler(lr_cfg: Any, epochs: int, step_each_epoch: int,
     elif isinstance(lr_cfg, dict) and "name" not in lr_cfg and "learning_rate" in lr_cfg:
         lr_cfg = {"name": "Constant", **lr_cfg}
     name, kwargs = split_component(lr_cfg, key)
-    return LR_SCHEDULERS.build({name: _numbers(kwargs, key)}, key, timeline=timeline)
+    last_epoch = kwargs.pop("last_epoch", -1)
+    schedule = LR_SCHEDULERS.build({name: _numbers(kwargs, key)}, key, timeline=timeline)
+    _start_after(schedule, last_epoch, key)
+    return schedule
+
+
+def _start_after(schedule: paddle_lr.LRScheduler, last_epoch: Any, key: str) -> None:
+    """PaddleClas's ``last_epoch``: the schedule is built as if ``last_epoch`` steps had been taken,
+    so it starts at step ``last_epoch + 1`` (Paddle's meaning; the default -1 starts at step 0)."""
+    if isinstance(last_epoch, bool) or not isinstance(last_epoch, int) or last_epoch < -1:
+        raise ConfigError(f"{key}.last_epoch", f"expected an integer >= -1, got {last_epoch!r}")
+    if last_epoch == -1:
+        return
+    if getattr(schedule, "steps_on_metric", False):
+        raise ConfigError(f"{key}.last_epoch", "ReduceOnPlateau has no step count to start from",
+                          "remove last_epoch")
+    schedule.step(last_epoch + 1)
 
 
 def _timeline(epochs: int, step_each_epoch: int, key: str) -> Timeline:
@@ -184,9 +288,11 @@ def _numbers(kwargs: Dict[str, Any], key: str) -> Dict[str, Any]:
     """Turn YAML strings such as '1e-4' or '0.1/4' into numbers; every lr key is numeric."""
     out: Dict[str, Any] = {}
     for name, value in kwargs.items():
-        if name in ("by_epoch", "cycle"):
+        if name in ("by_epoch", "cycle", "three_phase"):
             if not isinstance(value, bool):
                 raise ConfigError(f"{key}.{name}", f"expected true or false, got {value!r}")
+            out[name] = value
+        elif name in ("mode", "threshold_mode", "anneal_strategy"):
             out[name] = value
         elif value is None:
             out[name] = None
@@ -235,9 +341,9 @@ def _positive(value: float, timeline: Timeline, name: str) -> None:
         raise ConfigError(f"{timeline.key}.{name}", f"must be > 0, got {value}")
 
 
-def _decay_factor(gamma: float, timeline: Timeline) -> None:
+def _decay_factor(gamma: float, timeline: Timeline, name: str = "gamma") -> None:
     if not 0 < gamma < 1:
-        raise ConfigError(f"{timeline.key}.gamma", f"must be in (0, 1), got {gamma}",
+        raise ConfigError(f"{timeline.key}.{name}", f"must be in (0, 1), got {gamma}",
                           "the rate is multiplied by gamma at each decay")
 
 

@@ -31,7 +31,7 @@ WeightDecay = Union[None, float, WeightDecayRegularizer]
 # Keys whose YAML value may be a string such as '1e-8' (PyYAML reads 1e-8 without a dot as text).
 NUMERIC_KEYS = ("momentum", "beta1", "beta2", "epsilon", "rho", "weight_decay")
 # Optimizers whose weight_decay is decoupled from the gradient and takes a number, not a regularizer.
-DECOUPLED_DECAY = ("AdamW",)
+DECOUPLED_DECAY = ("AdamW", "AdamWDL")
 
 
 # --------------------------------------------------------------------------- regularizers
@@ -62,10 +62,19 @@ def SGD(learning_rate: LRScheduler, named_params: NamedParams, grad_clip: Option
 @OPTIMIZERS.register
 def Momentum(learning_rate: LRScheduler, named_params: NamedParams, grad_clip: Optional[ClipGradBase] = None,
              momentum: float = 0.9, use_nesterov: bool = False, weight_decay: WeightDecay = None,
-             multi_precision: bool = False, use_multi_tensor: bool = False) -> paddle.optimizer.Momentum:
-    """SGD with (optionally Nesterov) momentum."""
+             multi_precision: bool = False, use_multi_tensor: bool = False,
+             no_weight_decay_name: Union[None, str, Sequence[str]] = None,
+             one_dim_param_no_weight_decay: bool = False) -> paddle.optimizer.Momentum:
+    """SGD with (optionally Nesterov) momentum.
+
+    ``no_weight_decay_name`` (space-separated fragments such as ``"bn bias"``) and
+    ``one_dim_param_no_weight_decay`` exempt parameters from ``weight_decay`` (PaddleClas's
+    Momentum: a parameter group with no decay).
+    """
+    exempt = exempt_from_decay(named_params, _fragments(no_weight_decay_name), one_dim_param_no_weight_decay)
     return paddle.optimizer.Momentum(learning_rate=learning_rate, momentum=momentum,
-                                     parameters=_tensors(named_params), use_nesterov=use_nesterov,
+                                     parameters=_decay_groups(named_params, exempt, weight_decay),
+                                     use_nesterov=use_nesterov,
                                      weight_decay=weight_decay, grad_clip=grad_clip,
                                      multi_precision=multi_precision, use_multi_tensor=use_multi_tensor)
 
@@ -98,6 +107,79 @@ def AdamW(learning_rate: LRScheduler, named_params: NamedParams, grad_clip: Opti
                                   parameters=_tensors(named_params), weight_decay=float(weight_decay or 0.0),
                                   apply_decay_param_fun=_decays_unless(exempt), grad_clip=grad_clip,
                                   multi_precision=multi_precision)
+
+
+class _LayerwiseDecayAdamW(paddle.optimizer.AdamW):
+    """Paddle's AdamW with a fixed learning-rate ratio per parameter, applied the way PaddleClas's
+    ``AdamWDL`` applies it on Paddle 3: each decayed parameter is first multiplied by
+    ``1 - lr * weight_decay`` at its own (unscaled) rate, then AdamW steps at ``ratio * lr``, which
+    decays it again by ``1 - ratio * lr * weight_decay``."""
+
+    def __init__(self, ratios: Dict[str, float], decays: Callable[[str], bool], **kwargs: Any):
+        super().__init__(apply_decay_param_fun=decays, **kwargs)
+        self._ratios = ratios
+        self._decays = decays
+
+    def _append_optimize_op(self, block: Any, param_and_grad: Any) -> Any:
+        param = param_and_grad[0]
+        if self._weight_decay and self._decays(param.name):
+            rate = self._create_param_lr(param_and_grad)
+            paddle.assign(param * (1.0 - rate * self._weight_decay), output=param)
+        base = param.optimize_attr["learning_rate"]
+        param.optimize_attr["learning_rate"] = base * self._ratios.get(param.name, 1.0)
+        try:
+            return super()._append_optimize_op(block, param_and_grad)
+        finally:
+            param.optimize_attr["learning_rate"] = base
+
+
+def layerwise_ratios(names: Sequence[str], decay: float) -> Dict[str, float]:
+    """PaddleClas's layer-wise rate ratios for ViT-style names, by structured name.
+
+    ``blocks.<i>...`` gets ``decay ** (n - i)`` with ``n`` blocks; names containing ``embed``,
+    ``token``, ``conv1`` or ``ln_pre`` (patch / position embeddings, class token, CLIP's stem)
+    get ``decay ** (n + 1)``; everything else (final norm, head) 1.
+    """
+    layers = [int(name[name.find("blocks.") + 7:].split(".")[0]) for name in names if "blocks." in name]
+    n_layers = max(layers) + 1 if layers else 0
+    ratios = {}
+    for name in names:
+        if "blocks." in name:
+            ratios[name] = decay ** (n_layers - int(name[name.find("blocks.") + 7:].split(".")[0]))
+        elif any(key in name for key in ("embed", "token", "conv1", "ln_pre")):
+            ratios[name] = decay ** (n_layers + 1)
+        else:
+            ratios[name] = 1.0
+    return ratios
+
+
+@OPTIMIZERS.register
+def AdamWDL(learning_rate: LRScheduler, named_params: NamedParams, grad_clip: Optional[ClipGradBase] = None,
+            beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-8, weight_decay: Optional[float] = None,
+            layerwise_decay: Optional[float] = None, filter_bias_and_bn: bool = True,
+            multi_precision: bool = False) -> paddle.optimizer.AdamW:
+    """AdamW with layer-wise learning-rate decay (PaddleClas ``AdamWDL``, for ViT-style models).
+
+    Each parameter's rate is scaled by :func:`layerwise_ratios` (``layerwise_decay`` in (0, 1];
+    null means 1). With ``filter_bias_and_bn`` 1-D parameters, biases, ``pos_embed`` and ``cls_token``
+    are not decayed. The weight decay is applied as PaddleClas's class applies it on Paddle 3 (see
+    :class:`_LayerwiseDecayAdamW`): twice per step, at the base and at the layer's rate; the
+    updates equal PaddleClas's.
+    """
+    decay = 1.0 if layerwise_decay is None else float(layerwise_decay)
+    if not 0 < decay <= 1:
+        raise ConfigError("layerwise_decay", f"must be in (0, 1], got {layerwise_decay}")
+    by_name = {param.name: name for name, param in named_params}
+    ratios = {param_name: ratio for param_name, ratio in
+              zip(by_name, layerwise_ratios(list(by_name.values()), decay).values())}
+    coeff = float(weight_decay or 0.0)
+    exempt = set()
+    if coeff and filter_bias_and_bn:
+        exempt = {param.name for name, param in named_params
+                  if len(param.shape) == 1 or name.endswith(".bias") or name in ("pos_embed", "cls_token")}
+    return _LayerwiseDecayAdamW(ratios, _decays_unless(exempt), learning_rate=learning_rate, beta1=beta1,
+                                beta2=beta2, epsilon=epsilon, parameters=_tensors(named_params),
+                                weight_decay=coeff, grad_clip=grad_clip, multi_precision=multi_precision)
 
 
 @OPTIMIZERS.register
@@ -185,6 +267,16 @@ def _section(opt_cfg: Any, key: str) -> Dict[str, Any]:
 
 def _tensors(named_params: NamedParams) -> List[paddle.Tensor]:
     return [param for _, param in named_params]
+
+
+def _decay_groups(named_params: NamedParams, exempt: Set[str], weight_decay: WeightDecay) -> List[Any]:
+    """The parameters, or two parameter groups (decayed, exempt) when some are exempt from decay."""
+    if not exempt or not weight_decay:
+        return _tensors(named_params)
+    decayed = [p for _, p in named_params if p.name not in exempt]
+    kept = [p for _, p in named_params if p.name in exempt]
+    groups = [{"params": decayed, "weight_decay": weight_decay}] if decayed else []
+    return groups + [{"params": kept, "weight_decay": 0.0}]
 
 
 def _fragments(no_weight_decay_name: Union[None, str, Sequence[str]]) -> List[str]:

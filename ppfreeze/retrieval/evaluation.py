@@ -47,8 +47,9 @@ def _check_topk(topk: Union[int, Sequence[int]]) -> List[int]:
 class RetrievalMetric:
     """A ``Metric.Eval`` entry computed from whole query/gallery sets, not per batch."""
 
-    def compute(self, query: EmbeddedSet, gallery: EmbeddedSet, exclude_self: bool) -> Dict[str, float]:
-        """Metric values for ``query`` ranked against ``gallery``."""
+    def compute(self, query: EmbeddedSet, gallery: EmbeddedSet, exclude_self: bool,
+                similarity: str = "cosine") -> Dict[str, float]:
+        """Metric values for ``query`` ranked against ``gallery`` (``similarity``: cosine or inner_product)."""
         raise NotImplementedError
 
     @staticmethod
@@ -78,9 +79,10 @@ class Recallk(RetrievalMetric):
         self.topk = _check_topk(topk)
         _check_descending(descending)
 
-    def compute(self, query: EmbeddedSet, gallery: EmbeddedSet, exclude_self: bool) -> Dict[str, float]:
+    def compute(self, query: EmbeddedSet, gallery: EmbeddedSet, exclude_self: bool,
+                similarity: str = "cosine") -> Dict[str, float]:
         result = recall_at_k(query.features, query.labels, gallery.features, gallery.labels, self.topk,
-                             **self.exclusions(query, gallery, exclude_self))
+                             **self.exclusions(query, gallery, exclude_self), similarity=similarity)
         return {f"recall{k}": result[f"recall{k}"] for k in self.topk}
 
 
@@ -97,9 +99,10 @@ class Precisionk(RetrievalMetric):
         self.topk = _check_topk(topk)
         _check_descending(descending)
 
-    def compute(self, query: EmbeddedSet, gallery: EmbeddedSet, exclude_self: bool) -> Dict[str, float]:
+    def compute(self, query: EmbeddedSet, gallery: EmbeddedSet, exclude_self: bool,
+                similarity: str = "cosine") -> Dict[str, float]:
         result = precision_at_k(query.features, query.labels, gallery.features, gallery.labels, self.topk,
-                                **self.exclusions(query, gallery, exclude_self))
+                                **self.exclusions(query, gallery, exclude_self), similarity=similarity)
         return {f"precision@{k}": result[f"precision@{k}"] for k in self.topk}
 
 
@@ -114,9 +117,10 @@ class MeanAveragePrecision(RetrievalMetric):
     def __init__(self, descending: bool = True):
         _check_descending(descending)
 
-    def compute(self, query: EmbeddedSet, gallery: EmbeddedSet, exclude_self: bool) -> Dict[str, float]:
+    def compute(self, query: EmbeddedSet, gallery: EmbeddedSet, exclude_self: bool,
+                similarity: str = "cosine") -> Dict[str, float]:
         result = mean_average_precision(query.features, query.labels, gallery.features, gallery.labels,
-                                        **self.exclusions(query, gallery, exclude_self))
+                                        **self.exclusions(query, gallery, exclude_self), similarity=similarity)
         return {"mAP": result["mAP"]}
 
 

@@ -2,8 +2,9 @@
 
 Conventions shared by both metrics:
 
-- Similarity is cosine: features are L2-normalised, then compared by inner product
-  (in float64, so identical vectors tie exactly).
+- Similarity is cosine by default: features are L2-normalised, then compared by inner product
+  (in float64, so identical vectors tie exactly); ``similarity="inner_product"`` compares the
+  features as given (PaddleClas's ``Global.feature_normalize: false`` and binarised features).
 - Ranking is a stable sort by descending similarity; equal scores keep gallery order
   (lower gallery index first), so results are deterministic.
 - With ``exclude_self`` an item never matches itself: gallery entries whose *id* equals
@@ -20,14 +21,15 @@ from typing import Dict, Iterator, Optional, Sequence
 
 import numpy as np
 
+SIMILARITIES = ("cosine", "inner_product")
 _CHUNK_ELEMENTS = 1 << 22  # rows x gallery similarities held at once (~32 MB of float64)
 
 
 def recall_at_k(query_feats: np.ndarray, query_labels: Sequence, gallery_feats: np.ndarray,
                 gallery_labels: Sequence, ks: Sequence[int] = (1, 5), exclude_self: bool = False,
                 query_ids: Optional[Sequence] = None, gallery_ids: Optional[Sequence] = None,
-                query_cameras: Optional[Sequence] = None,
-                gallery_cameras: Optional[Sequence] = None) -> Dict[str, float]:
+                query_cameras: Optional[Sequence] = None, gallery_cameras: Optional[Sequence] = None,
+                similarity: str = "cosine") -> Dict[str, float]:
     """Share of queries with a same-label gallery item among their top k, for each k.
 
     Returns ``{"recall1": ..., "recall5": ..., "num_queries_without_positive": n}``.
@@ -36,7 +38,8 @@ def recall_at_k(query_feats: np.ndarray, query_labels: Sequence, gallery_feats: 
     hits = {k: 0 for k in ks}
     counted, without = 0, 0
     for relevant in _ranked_relevance(query_feats, query_labels, gallery_feats, gallery_labels,
-                                      exclude_self, query_ids, gallery_ids, query_cameras, gallery_cameras):
+                                      exclude_self, query_ids, gallery_ids, query_cameras, gallery_cameras,
+                                      similarity):
         has_positive = relevant.any(axis=1)
         without += int((~has_positive).sum())
         counted += int(has_positive.sum())
@@ -50,8 +53,8 @@ def recall_at_k(query_feats: np.ndarray, query_labels: Sequence, gallery_feats: 
 def mean_average_precision(query_feats: np.ndarray, query_labels: Sequence, gallery_feats: np.ndarray,
                            gallery_labels: Sequence, exclude_self: bool = False,
                            query_ids: Optional[Sequence] = None, gallery_ids: Optional[Sequence] = None,
-                           query_cameras: Optional[Sequence] = None,
-                           gallery_cameras: Optional[Sequence] = None) -> Dict[str, float]:
+                           query_cameras: Optional[Sequence] = None, gallery_cameras: Optional[Sequence] = None,
+                           similarity: str = "cosine") -> Dict[str, float]:
     """Mean over queries of average precision over the full gallery ranking.
 
     AP of one query = mean, over its positives, of precision at each positive's rank.
@@ -59,7 +62,8 @@ def mean_average_precision(query_feats: np.ndarray, query_labels: Sequence, gall
     """
     total_ap, counted, without = 0.0, 0, 0
     for relevant in _ranked_relevance(query_feats, query_labels, gallery_feats, gallery_labels,
-                                      exclude_self, query_ids, gallery_ids, query_cameras, gallery_cameras):
+                                      exclude_self, query_ids, gallery_ids, query_cameras, gallery_cameras,
+                                      similarity):
         n_pos = relevant.sum(axis=1)
         has_positive = n_pos > 0
         ranks = np.arange(1, relevant.shape[1] + 1)
@@ -74,8 +78,8 @@ def mean_average_precision(query_feats: np.ndarray, query_labels: Sequence, gall
 def precision_at_k(query_feats: np.ndarray, query_labels: Sequence, gallery_feats: np.ndarray,
                    gallery_labels: Sequence, ks: Sequence[int] = (1, 5), exclude_self: bool = False,
                    query_ids: Optional[Sequence] = None, gallery_ids: Optional[Sequence] = None,
-                   query_cameras: Optional[Sequence] = None,
-                   gallery_cameras: Optional[Sequence] = None) -> Dict[str, float]:
+                   query_cameras: Optional[Sequence] = None, gallery_cameras: Optional[Sequence] = None,
+                   similarity: str = "cosine") -> Dict[str, float]:
     """Mean over all queries of the share of positives among the top k (PaddleClas ``Precisionk``).
 
     Unlike recall and mAP, queries without a positive count (with precision 0).
@@ -85,7 +89,8 @@ def precision_at_k(query_feats: np.ndarray, query_labels: Sequence, gallery_feat
     totals = {k: 0.0 for k in ks}
     queries = 0
     for relevant in _ranked_relevance(query_feats, query_labels, gallery_feats, gallery_labels,
-                                      exclude_self, query_ids, gallery_ids, query_cameras, gallery_cameras):
+                                      exclude_self, query_ids, gallery_ids, query_cameras, gallery_cameras,
+                                      similarity):
         found = np.cumsum(relevant, axis=1)
         for k in ks:
             if k > relevant.shape[1]:
@@ -96,14 +101,18 @@ def precision_at_k(query_feats: np.ndarray, query_labels: Sequence, gallery_feat
 
 
 def _ranked_relevance(query_feats, query_labels, gallery_feats, gallery_labels, exclude_self,
-                      query_ids, gallery_ids, query_cameras=None, gallery_cameras=None) -> Iterator[np.ndarray]:
+                      query_ids, gallery_ids, query_cameras=None, gallery_cameras=None,
+                      similarity: str = "cosine") -> Iterator[np.ndarray]:
     """Yield, per chunk of queries, a bool matrix: is the gallery item at each rank a positive?
 
     Excluded (self) items are ranked last and are never positive, so they cannot affect
     recall or precision at any rank that holds a real item.
     """
-    q, q_labels = _check_side(query_feats, query_labels, "query")
-    g, g_labels = _check_side(gallery_feats, gallery_labels, "gallery")
+    if similarity not in SIMILARITIES:
+        raise ValueError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}")
+    normalize = similarity == "cosine"
+    q, q_labels = _check_side(query_feats, query_labels, "query", normalize)
+    g, g_labels = _check_side(gallery_feats, gallery_labels, "gallery", normalize)
     if q.shape[1] != g.shape[1]:
         raise ValueError(f"query features are {q.shape[1]}-d but gallery features are {g.shape[1]}-d")
     q_ids, g_ids = _identity_ids(exclude_self, query_ids, gallery_ids, len(q), len(g))
@@ -124,7 +133,7 @@ def _ranked_relevance(query_feats, query_labels, gallery_feats, gallery_labels, 
         yield np.take_along_axis(positive, order, axis=1)
 
 
-def _check_side(feats, labels, side: str):
+def _check_side(feats, labels, side: str, normalize: bool = True):
     feats = np.asarray(feats, dtype=np.float64)
     labels = np.asarray(labels)
     if feats.ndim != 2:
@@ -133,6 +142,8 @@ def _check_side(feats, labels, side: str):
         raise ValueError(f"{side}: {len(feats)} feature rows but labels of shape {labels.shape}")
     if not np.isfinite(feats).all():
         raise ValueError(f"{side} features contain NaN or inf")
+    if not normalize:
+        return feats, labels
     norms = np.linalg.norm(feats, axis=1, keepdims=True)
     return feats / np.where(norms > 0, norms, 1.0), labels
 

@@ -11,32 +11,8 @@ from typing import Any, Dict, Optional
 import paddle
 import paddle.nn as nn
 
-from ...config.errors import ConfigError, check_mapping
-from ...config.expr import to_number
-from ...utils.builder import Registry
+from .param_attr import param_attr_from_config
 from .registry import GEARS
-
-INITIALIZERS = Registry("initializer")
-for _name in ("Constant", "Normal", "TruncatedNormal", "Uniform", "XavierNormal", "XavierUniform",
-              "KaimingNormal", "KaimingUniform"):
-    INITIALIZERS.register(getattr(nn.initializer, _name), name=_name)
-
-_ATTR_KEYS = ("initializer", "learning_rate", "trainable")
-
-
-def param_attr_from_config(cfg: Optional[Dict[str, Any]], key: str) -> Optional[paddle.ParamAttr]:
-    """``{initializer: {name: Constant, value: 1.0}, learning_rate: 1.0, trainable: true}`` -> ParamAttr."""
-    if cfg is None:
-        return None
-    check_mapping(cfg, key, _ATTR_KEYS, "{initializer: {name: Constant, value: 1.0}}", "parameter attribute")
-    initializer = cfg.get("initializer")
-    trainable = cfg.get("trainable", True)
-    if not isinstance(trainable, bool):
-        raise ConfigError(f"{key}.trainable", f"expected true or false, got {trainable!r}")
-    return paddle.ParamAttr(
-        initializer=INITIALIZERS.build(initializer, f"{key}.initializer") if initializer is not None else None,
-        learning_rate=float(to_number(cfg.get("learning_rate", 1.0), f"{key}.learning_rate")),
-        trainable=trainable)
 
 
 @GEARS.register

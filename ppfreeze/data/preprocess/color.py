@@ -1,4 +1,5 @@
-"""Photometric augmentations: ColorJitter, PCALighting, BlurImage, AugMix (numpy / cv2 / PIL).
+"""Photometric augmentations: ColorJitter (and paddle.vision's as RawColorJitter), RandomGrayscale,
+PCALighting, BlurImage, AugMix (numpy / cv2 / PIL).
 
 Random draws are PaddleClas's calls on Python's ``random`` and numpy's global RNG, in the same
 order, so a seeded run reproduces PaddleClas's pixels.
@@ -87,6 +88,30 @@ class ColorJitter:
                 pil = pil_ops.enhance({"brightness": "Brightness", "contrast": "Contrast",
                                        "saturation": "Color"}[name], pil, factor)
         return from_pil(pil)
+
+
+@OPS.register
+def RawColorJitter(brightness: Any = 0, contrast: Any = 0, saturation: Any = 0, hue: Any = 0) -> ColorJitter:
+    """paddle.vision's ``ColorJitter`` as PaddleClas's configs name it inside ``RandomApply``: always
+    applied (a :class:`ColorJitter` with ``prob`` 2)."""
+    return ColorJitter(2, brightness, contrast, saturation, hue)
+
+
+@OPS.register
+class RandomGrayscale:
+    """With probability ``p`` (Python's ``random``), the image in gray, kept 3-channel (PIL's ``L``
+    conversion, as paddle.vision's): PaddleClas's CCSSL augmentation."""
+
+    is_random = True
+
+    def __init__(self, p: float = 0.1):
+        self.p = probability(p, "p")
+
+    def __call__(self, img: np.ndarray) -> np.ndarray:
+        if random.random() >= self.p:
+            return img
+        gray = np.array(to_pil(img, "RandomGrayscale").convert("L"))
+        return np.dstack([gray] * 3) if img.ndim == 3 else gray
 
 
 @OPS.register

@@ -190,3 +190,23 @@ class RandAugmentV4:
         index = random.randint(0, n * n - 1)  # one of the n x n ordered pairs
         policy = SubPolicy(self.steps[index // n], self.steps[index % n])
         return from_pil(policy(to_pil(img, "RandAugmentV4")))
+
+
+@OPS.register
+class RandomApply:
+    """Apply ``transforms`` (a PaddleClas op list, e.g. ``[{RawColorJitter: {...}}]``) in order with
+    probability ``p``: skipped when ``p < np.random.rand()``, PaddleClas's single draw."""
+
+    is_random = True
+
+    def __init__(self, p: float, transforms: Sequence[Any]):
+        from .build import create_operators
+        self.p = number(p, "p", 0.0, 1.0)
+        self.transforms = create_operators(list(transforms or []), "transforms")
+
+    def __call__(self, img: Any) -> Any:
+        if self.p < np.random.rand(1)[0]:
+            return img
+        for op in self.transforms:
+            img = op(img)
+        return img
