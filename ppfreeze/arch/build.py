@@ -17,7 +17,8 @@ logger = logging.getLogger("ppfreeze")
 EXPORT_ONLY_KEYS = ("infer_output_key", "infer_add_softmax")
 
 
-def build_model(arch_cfg: Dict[str, Any], key: str = "Arch", class_num: Optional[int] = None) -> nn.Layer:
+def build_model(arch_cfg: Dict[str, Any], key: str = "Arch", class_num: Optional[int] = None,
+                ml_decoder: Optional[Dict[str, Any]] = None) -> nn.Layer:
     """Build the model an ``Arch``-style mapping describes and load its ``pretrained`` weights.
 
     Args:
@@ -25,9 +26,17 @@ def build_model(arch_cfg: Dict[str, Any], key: str = "Arch", class_num: Optional
         key: config path of ``arch_cfg``, used in error messages (``Arch.Backbone`` when nested).
         class_num: the engine's fallback (``Global.class_num``); ``arch_cfg['class_num']`` wins,
             and it is only passed to models that take a ``class_num``.
+        ml_decoder: the config's top-level ``MLDecoder`` section, used with ``use_ml_decoder: true``
+            (PaddleClas's keys): the classifier is replaced by an ML-Decoder head
+            (:func:`ppfreeze.arch.gears.ml_decoder.attach_ml_decoder`), before ``pretrained`` loads.
     """
     name, kwargs = split_component(arch_cfg, key)
     pretrained = kwargs.pop("pretrained", False)
+    use_ml_decoder = kwargs.pop("use_ml_decoder", False) if key == "Arch" else False
+    if not isinstance(use_ml_decoder, bool):
+        raise ConfigError(f"{key}.use_ml_decoder", f"expected true or false, got {use_ml_decoder!r}")
+    if ml_decoder is not None and not use_ml_decoder:
+        logger.warning("MLDecoder: the section is ignored without %s.use_ml_decoder: true (as in PaddleClas)", key)
     for export_key in EXPORT_ONLY_KEYS:  # read by tools/export_model.py, not by the model
         kwargs.pop(export_key, None)
     # use_ssld only picks which file PaddleClas would download; sync BN has no CPU meaning
@@ -38,6 +47,9 @@ def build_model(arch_cfg: Dict[str, Any], key: str = "Arch", class_num: Optional
     if class_num is not None and "class_num" not in kwargs and _accepts(factory, "class_num"):
         kwargs["class_num"] = class_num
     model = MODELS.build({"name": name, **kwargs}, key)
+    if use_ml_decoder:
+        from .gears.ml_decoder import attach_ml_decoder
+        attach_ml_decoder(model, ml_decoder)
     _load_arch_pretrained(model, pretrained, f"{key}.pretrained")
     return model
 

@@ -12,7 +12,8 @@ from .errors import ConfigError, did_you_mean
 
 logger = logging.getLogger("ppfreeze")
 
-SECTIONS = ("Global", "AMP", "Arch", "Loss", "Optimizer", "DataLoader", "Metric", "Infer", "EMA", "Freeze")
+SECTIONS = ("Global", "AMP", "Arch", "Loss", "Optimizer", "DataLoader", "Metric", "Infer", "EMA", "Freeze",
+            "MLDecoder")
 # Sections PaddleClas configs may carry that only deploy tools read; accepted and ignored in training.
 PASSIVE_SECTIONS = ("IndexProcess", "RecPreProcess", "RecPostProcess", "PreProcess", "PostProcess", "DetPreProcess",
                     "DetPostProcess", "Slim")
