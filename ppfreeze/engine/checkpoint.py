@@ -224,8 +224,8 @@ def load_checkpoint(prefix: str, key: str = "Global.checkpoints") -> Dict[str, A
 
 
 def is_paddleclas_states(states: Dict[str, Any]) -> bool:
-    """True for the ``.pdstates`` PaddleClas writes (``{"metric", "epoch"}``, no training state of ours)."""
-    return "freeze" not in states and "format_version" not in states and "epoch" in states
+    """True for the ``.pdstates`` PaddleClas writes: ``{"metric": ..., "epoch": N}`` and nothing else."""
+    return "epoch" in states and set(states) <= {"metric", "epoch"}
 
 
 def check_resumable(path: str, data: Dict[str, Any], arch: str, model_state: Dict[str, Any], epochs: int) -> None:

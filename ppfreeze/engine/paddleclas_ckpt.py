@@ -182,6 +182,18 @@ def split_optimizer_state(state: Dict[str, Any], expected: List[str]) -> Tuple[D
     return used, missing, extra
 
 
+def check_lr_state(path: str, saved: Any, expected: Any, where: str = "LR_Scheduler") -> None:
+    """The saved LR schedule state must have the structure of this run's (Paddle would silently
+    ignore an extra warmup level, or fail with a KeyError on a missing one)."""
+    if not isinstance(saved, dict) or set(saved) != set(expected):
+        raise ConfigError("Optimizer.lr", f"{path}.pdopt: its {where} state {sorted(saved) if isinstance(saved, dict) else saved!r} "
+                                          f"does not fit this run's schedule ({sorted(expected)})",
+                          "resume with the Optimizer.lr section the checkpoint was trained with (warmup included)")
+    for key, value in expected.items():
+        if isinstance(value, dict):
+            check_lr_state(path, saved[key], value, f"{where}.{key}")
+
+
 def best_metric_beside(path: str, epoch: int) -> Optional[Tuple[float, int]]:
     """PaddleClas's ``best_model.pdstates`` next to the checkpoint: ``(metric, epoch)`` if it is
     from this run's past (its epoch not after ``epoch``), else None."""
@@ -230,12 +242,9 @@ def resume(engine: Any, path: str, data: Dict[str, Any]) -> int:
     if extra:
         imported.notes.append(f"optimizer state of {len(extra)} entries is not carried: this run does not train "
                               f"those parameters (e.g. {extra[:3]})")
-    try:
-        ckpt.load_optimizer_state(engine.optimizer, model, used, engine.lr_scheduler, source=path)
-    except (KeyError, RuntimeError) as e:   # Paddle's LRScheduler.set_state_dict on another schedule
-        raise ConfigError("Optimizer.lr", f"{path}.pdopt: its LR_Scheduler state does not fit this run's "
-                                          f"schedule ({type(e).__name__}: {e})",
-                          "resume with the Optimizer.lr section the checkpoint was trained with") from None
+    if LR_KEY in used and engine.lr_scheduler is not None:
+        check_lr_state(path, used[LR_KEY], engine.lr_scheduler.state_dict())
+    ckpt.load_optimizer_state(engine.optimizer, model, used, engine.lr_scheduler, source=path)
     if engine.ema is not None:
         if imported.ema is not None:
             engine.ema.set_state_dict(cast_like(imported.ema, model_state))
@@ -402,12 +411,20 @@ def write_paddleclas_checkpoint(config: Dict[str, Any], source: str, output: str
             raise ConfigError("--output", f"{target} is a link (a ppfreeze run's checkpoint name): writing through it "
                                           f"would change that checkpoint", "write to another directory")
         os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
-        atomic_paddle_save(_as_tensors(obj) if suffix in (".pdparams", ".pdema") else obj, target)
+        # weights keep PaddleClas's parameter names: paddle.save writes them as the name table
+        atomic_paddle_save(_as_tensors(obj, names) if suffix in (".pdparams", ".pdema") else obj, target)
         written.append(target)
     return ExportSummary(written, int(states["epoch"]), len(opt_state) - (LR_KEY in opt_state), not_saved)
 
 
-def _as_tensors(state: Dict[str, Any]) -> Dict[str, Any]:
-    """Arrays as Paddle tensors (what PaddleClas's files hold), other values unchanged."""
+def _as_tensors(state: Dict[str, Any], names: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
+    """Arrays as Paddle tensors (what PaddleClas's files hold), named ``names[key]`` where given."""
     import paddle
-    return {k: paddle.to_tensor(v) if isinstance(v, np.ndarray) else v for k, v in state.items()}
+    out = {}
+    for key, value in state.items():
+        if isinstance(value, np.ndarray):
+            value = paddle.to_tensor(value)
+            if names and key in names:
+                value.name = names[key]
+        out[key] = value
+    return out
