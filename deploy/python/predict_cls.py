@@ -71,7 +71,7 @@ def predict(cfg: Dict[str, Any]) -> List[Dict[str, Any]]:
                 continue
             pipeline.check_input(arrays[0])
             output = timer.time("inference", lambda: predictor.run(np.stack(arrays)))
-            batch_results = timer.time("postprocess", lambda: pipeline.postprocess(output, good))
+            batch_results = timer.time("postprocess", lambda: _postprocess(pipeline, output, good))
             for r in batch_results:
                 print(_format(r))
             writer.write(batch_results)
@@ -81,6 +81,10 @@ def predict(cfg: Dict[str, Any]) -> List[Dict[str, Any]]:
     saved = f", saved to {glob['save_results']}" if glob.get("save_results") else ""
     failures.raise_if_any(len(paths), f"the other {len(results)} were predicted{saved}")
     return results
+
+
+def _postprocess(pipeline: Any, output: np.ndarray, paths: List[str]) -> List[Dict[str, Any]]:
+    return pipeline.postprocess(output, paths)
 
 
 class _Timer:
