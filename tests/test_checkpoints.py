@@ -227,6 +227,11 @@ def test_ema_and_foreign_checkpoints_are_refused_for_resume(finished, tmp_path):
     foreign.mkdir()
     paddle.save(paddle.load(os.path.join(out, "latest.pdparams")), str(foreign / "latest.pdparams"))
     paddle.save({"metric": 0.5, "epoch": 2}, str(foreign / "latest.pdstates"))   # PaddleClas's .pdstates
+    # PaddleClas's layout is resumed (tests/test_paddleclas_checkpoints.py), but not without its .pdopt
+    with pytest.raises(ConfigError, match=r"latest.pdopt is missing: cannot resume the optimizer"):
+        Engine(load_config(path, [f"Global.checkpoints={foreign}/latest", f"Global.output_dir={tmp_path}",
+                                  "Global.epochs=3"]), "train").train()
+    paddle.save({"epoch": 2, "step": 7}, str(foreign / "latest.pdstates"))   # some other tool's
     with pytest.raises(ConfigError, match="is not a ppfreeze training checkpoint"):
         Engine(load_config(path, [f"Global.checkpoints={foreign}/latest", f"Global.output_dir={tmp_path}",
                                   "Global.epochs=3"]), "train").train()

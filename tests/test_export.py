@@ -311,14 +311,16 @@ def test_export_weights_round_trip(work, tmp_path, capsys):
 def test_deploy_config_sections_override_inference_yml(work, tmp_path, caplog):
     result = export_model(load_config(write_config(work, tmp_path)))
     utils = load_script("deploy/python/utils.py", "ppfreeze_deploy_utils")
-    from_export, post = utils.build_pipeline({}, result.save_dir)
-    assert post.topk == 3 and post.class_id_map[0] == "circle"
+    exported = utils.build_pipeline({}, result.save_dir)
+    from_export, post = exported.ops, exported.post
+    assert post.topk == 3 and post.class_id_map[0] == "circle" and exported.channels == 3
     # PaddleClas deploy style: no DecodeImage (added), main_indicator post-process, cwd-relative map.
     deploy_cfg = {"PreProcess": {"transform_ops": INFER_OPS[1:]},
                   "PostProcess": {"main_indicator": "Topk", "Topk": {"topk": 2}, "SavePreLabel": {"save_dir": "x"}}}
     with caplog.at_level("INFO", logger="deploy"):
-        overridden, post2 = utils.build_pipeline(deploy_cfg, result.save_dir)
+        deployed = utils.build_pipeline(deploy_cfg, result.save_dir)
+    overridden, post2 = deployed.ops, deployed.post
     assert "PreProcess from the deploy config overrides" in caplog.text
-    assert post2.topk == 2 and post2.class_id_map is None
+    assert post2.topk == 2 and post2.class_id_map is None and deployed.saver.save_dir == "x"
     data = open(work["images"][0], "rb").read()
     np.testing.assert_array_equal(transform(data, overridden), transform(data, from_export))

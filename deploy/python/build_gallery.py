@@ -54,44 +54,136 @@ INDEX_DEFAULTS: Dict[str, Any] = {
     "lock_timeout": DEFAULT_LOCK_TIMEOUT,
 }
 OPERATIONS = ("new", "append", "remove")
-SECTIONS = ("Global", "IndexProcess", "RecPreProcess")
-# PaddleClas's inference_general.yaml also drives its detector; those sections do nothing here.
-IGNORED_SECTIONS = ("DetPreProcess", "DetPostProcess", "RecPostProcess")
-IGNORED_GLOBAL_KEYS = ("det_inference_model_dir", "rec_nms_thresold", "threshold", "max_det_results",
-                       "labe_list", "label_list", "image_shape", "enable_benchmark", "enable_profile", "benchmark")
+SECTIONS = ("Global", "IndexProcess", "RecPreProcess", "RecPostProcess")
+# PaddleClas's main-body detector (its predict_system.py); ppfreeze has none
+DETECTOR_SECTIONS = ("DetPreProcess", "DetPostProcess")
+DETECTOR_GLOBAL_KEYS = ("det_inference_model_dir", "rec_nms_thresold", "threshold", "max_det_results",
+                        "labe_list", "label_list", "image_shape")
+IGNORED_GLOBAL_KEYS = ("enable_benchmark", "enable_profile", "benchmark")
+# evaluation_general.yaml's dataset for PaddleClas's retrieval evaluation: no effect on these tools
+IGNORED_SECTIONS = ("Eval",)
+# PaddleClas keys of binary (Hamming) retrieval, which ppfreeze does not implement
+BINARY_INDEX_KEYS = ("hamming_radius",)
+# PaddleClas 2.2's gallery configs (its own vector-search engine, before faiss)
+OLD_INDEX_PATH = "index_path"
+OLD_ENGINE_KEYS = ("pq_size",)
 
 
 # ----------------------------------------------------------------------------- shared with predict_rec
-def load_rec_config(path: str, overrides: Optional[List[str]], required: List[str]) -> Dict[str, Any]:
+def load_rec_config(path: str, overrides: Optional[List[str]], required: List[str],
+                    tool: str = "build_gallery", index_optional: bool = False) -> Dict[str, Any]:
     """Load a PaddleClas-style recognition deploy yaml; check its keys, fill defaults.
+
+    PaddleClas's detector parts (``DetPreProcess``, ``det_inference_model_dir`` ...) are set
+    aside: gallery building never uses them (nor does PaddleClas's), and ``predict_rec`` searches
+    each image whole (a warning says so). What would change the results is refused: a detector-only
+    config, ``RecPostProcess`` steps, binary (Hamming) search.
 
     Args:
         required: ``Section.key`` names that must be set (e.g. ``IndexProcess.index_dir``).
+        tool: ``build_gallery`` or ``predict_rec`` (what the detector's absence means).
+        index_optional: without an ``IndexProcess`` section, ``cfg["IndexProcess"]`` is None
+            (``predict_rec`` then extracts features, as PaddleClas's ``predict_rec.py`` does) and
+            the ``IndexProcess.*`` names of ``required`` are not required.
     """
     cfg = load_config(path, overrides, validate=False)
+    _set_detector_aside(cfg, path, tool)
     for section in list(cfg):
         if section in IGNORED_SECTIONS:
-            logger.warning("%s is a PaddleClas section that ppfreeze's recognition tools ignore", section)
+            logger.warning("%s: PaddleClas's retrieval-evaluation section has no effect on %s; ignored", section, tool)
             cfg.pop(section)
         elif section not in SECTIONS:
             raise ConfigError(section, f"unknown section in {path}",
                               f"known: {', '.join(SECTIONS)}.{did_you_mean(section, SECTIONS)}")
+    _refuse_rec_postprocess(cfg.pop("RecPostProcess", None))
+    index = cfg.get("IndexProcess")
+    if isinstance(index, dict):
+        for key in BINARY_INDEX_KEYS:
+            if key in index:
+                raise ConfigError(f"IndexProcess.{key}", "binary features searched by Hamming distance are not "
+                                                         "implemented in ppfreeze's recognition tools",
+                                  "use float features: dist_type IP (cosine) or L2, without hamming_radius")
+        if index.get("dist_type") == "hamming":
+            raise ConfigError("IndexProcess.dist_type", "hamming (binary features) is not implemented in ppfreeze's "
+                                                        "recognition tools", "use IP (cosine) or L2")
+        _adopt_old_index_keys(index)
     cfg["Global"] = _with_defaults(cfg.get("Global"), GLOBAL_DEFAULTS, "Global", path, IGNORED_GLOBAL_KEYS)
-    cfg["IndexProcess"] = _with_defaults(cfg.get("IndexProcess"), INDEX_DEFAULTS, "IndexProcess", path)
-    for name in required:
-        section, key = name.split(".")
-        if cfg[section].get(key) in (None, ""):
-            raise ConfigError(name, f"not set in {path}", f"add -o {name}=...")
-    for name in ("Global.batch_size", "IndexProcess.batch_size"):
-        section, key = name.split(".")
-        value = cfg[section][key]
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ConfigError(name, f"expected an integer >= 1, got {value!r}")
+    if index is None and index_optional:
+        cfg["IndexProcess"] = None
+        return _check_required(cfg, [n for n in required if not n.startswith("IndexProcess.")], path)
+    cfg["IndexProcess"] = _with_defaults(index, INDEX_DEFAULTS, "IndexProcess", path)
+    _check_required(cfg, required, path)
+    value = cfg["IndexProcess"]["batch_size"]
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ConfigError("IndexProcess.batch_size", f"expected an integer >= 1, got {value!r}")
     timeout = to_number(cfg["IndexProcess"]["lock_timeout"], "IndexProcess.lock_timeout")
     if not timeout >= 0:
         raise ConfigError("IndexProcess.lock_timeout", f"expected seconds >= 0, got {timeout!r}")
     cfg["IndexProcess"]["lock_timeout"] = timeout
     return cfg
+
+
+def _check_required(cfg: Dict[str, Any], required: List[str], path: str) -> Dict[str, Any]:
+    for name in required:
+        section, key = name.split(".")
+        if cfg[section].get(key) in (None, ""):
+            raise ConfigError(name, f"not set in {path}", f"add -o {name}=...")
+    value = cfg["Global"]["batch_size"]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError("Global.batch_size", f"expected an integer >= 1, got {value!r}")
+    return cfg
+
+
+def _adopt_old_index_keys(index: Dict[str, Any]) -> None:
+    """PaddleClas 2.2's ``index_path`` is today's ``index_dir``; its engine's ``pq_size`` has no faiss
+    meaning (``index_method`` picks the faiss index, HNSW32 by default): both said once in the log."""
+    if OLD_INDEX_PATH in index:
+        if index.get("index_dir") not in (None, "", index[OLD_INDEX_PATH]):
+            raise ConfigError("IndexProcess.index_path", f"is {index[OLD_INDEX_PATH]!r} and index_dir is "
+                                                         f"{index['index_dir']!r}: they name the same thing",
+                              "keep index_dir only")
+        index["index_dir"] = index.pop(OLD_INDEX_PATH)
+        logger.warning("IndexProcess.index_path: PaddleClas 2.2's name for index_dir; used as index_dir")
+    for key in OLD_ENGINE_KEYS:
+        if key in index:
+            index.pop(key)
+            logger.warning("IndexProcess.%s: a setting of PaddleClas 2.2's own search engine; ppfreeze builds the "
+                           "faiss index IndexProcess.index_method (%s): ignored", key,
+                           index.get("index_method", INDEX_DEFAULTS["index_method"]))
+
+
+def _set_detector_aside(cfg: Dict[str, Any], path: str, tool: str) -> None:
+    """Remove PaddleClas's detector sections and keys; refuse a config that is only a detector's."""
+    glob = cfg.get("Global") if isinstance(cfg.get("Global"), dict) else {}
+    found = [s for s in DETECTOR_SECTIONS if s in cfg] + [f"Global.{k}" for k in DETECTOR_GLOBAL_KEYS if k in glob]
+    if not found:
+        return
+    if glob.get("det_inference_model_dir") and not glob.get("rec_inference_model_dir"):
+        raise ConfigError("Global.det_inference_model_dir", f"{path} runs PaddleClas's main-body detector only, and "
+                                                            f"ppfreeze has no detector",
+                          "ppfreeze's recognition tools need Global.rec_inference_model_dir (a model exported by "
+                          "tools/export_model.py)")
+    for section in DETECTOR_SECTIONS:
+        cfg.pop(section, None)
+    for key in DETECTOR_GLOBAL_KEYS:
+        glob.pop(key, None)
+    if tool == "predict_rec":
+        logger.warning("%s: no main-body detector runs here: each image is searched whole (PaddleClas's "
+                       "predict_system.py searches the whole image too, plus every box its detector finds)",
+                       ", ".join(found))
+    else:
+        logger.info("%s: detector settings, not used to build a gallery (as in PaddleClas)", ", ".join(found))
+
+
+def _refuse_rec_postprocess(post: Any) -> None:
+    """``RecPostProcess: null`` is what PaddleClas's float-feature configs say; steps are refused."""
+    if not post:
+        return
+    name = post.get("main_indicator") if isinstance(post, dict) else None
+    what = ("Binarize (binary features searched by Hamming distance)" if name == "Binarize"
+            else f"{name or post!r}")
+    raise ConfigError("RecPostProcess", f"{what} is not implemented in ppfreeze's recognition tools (features are "
+                                        f"L2-normalised and searched as they are)", "set RecPostProcess: null")
 
 
 def _with_defaults(section: Any, defaults: Dict[str, Any], name: str, path: str,
@@ -121,7 +213,7 @@ class FeatureExtractor:
         glob = cfg["Global"]
         model_dir = glob["rec_inference_model_dir"]
         self.batch_size = batch_size or glob["batch_size"]
-        self.ops, _ = build_pipeline({"PreProcess": cfg.get("RecPreProcess")}, model_dir)
+        self.pipeline = build_pipeline({"RecPreProcess": cfg.get("RecPreProcess")}, model_dir, "RecPreProcess")
         self.predictor = Predictor(model_dir, use_gpu=glob["use_gpu"], gpu_mem=glob["gpu_mem"], gpu_id=glob["gpu_id"],
                                    enable_mkldnn=glob["enable_mkldnn"], cpu_num_threads=glob["cpu_num_threads"],
                                    use_fp16=glob["use_fp16"], use_tensorrt=glob["use_tensorrt"],
@@ -135,9 +227,10 @@ class FeatureExtractor:
         An image that cannot be used is reported and left out; the others go on.
         """
         for chunk in batched(list(paths), self.batch_size):
-            arrays, good, failed = preprocess_images(chunk, self.ops)
+            arrays, good, failed = preprocess_images(chunk, self.pipeline.ops)
             feats = np.empty((0, 0), np.float32)
             if arrays:
+                self.pipeline.check_input(arrays[0])
                 feats = np.asarray(self.predictor.run(np.stack(arrays)), dtype=np.float32).reshape(len(good), -1)
                 feats = l2_normalize(feats)
             yield good, feats, failed

@@ -40,10 +40,13 @@ def build_predictor(glob: Dict[str, Any]):
 
 
 def _format(result: Dict[str, Any]) -> str:
-    if "class_ids" not in result:
+    if "class_ids" in result:
+        return (f"{result['file_name']}:\tclass id(s): {result['class_ids']}, score(s): {result['scores']}, "
+                f"label_name(s): {result['label_names']}")
+    if "output" in result:
         return f"{result['file_name']}:\toutput shape {np.shape(result['output'])}"
-    return (f"{result['file_name']}:\tclass id(s): {result['class_ids']}, score(s): {result['scores']}, "
-            f"label_name(s): {result['label_names']}")
+    # other post-processes (attributes, thresholds, scores): what they return
+    return f"{result['file_name']}:\t" + ", ".join(f"{k}: {v}" for k, v in result.items() if k != "file_name")
 
 
 def predict(cfg: Dict[str, Any]) -> List[Dict[str, Any]]:
@@ -53,7 +56,7 @@ def predict(cfg: Dict[str, Any]) -> List[Dict[str, Any]]:
     says how many, after every other image was predicted and saved.
     """
     glob = cfg["Global"]
-    ops, post = build_pipeline(cfg, glob["inference_model_dir"])
+    pipeline = build_pipeline(cfg, glob["inference_model_dir"])
     predictor = build_predictor(glob)
     logger.info("backend: %s", predictor.backend)
     paths = list_images(glob["infer_imgs"], "Global.infer_imgs")
@@ -62,12 +65,13 @@ def predict(cfg: Dict[str, Any]) -> List[Dict[str, Any]]:
     with ResultWriter(glob.get("save_results")) as writer:
         failures = ImageFailures(writer)
         for chunk in batched(paths, glob["batch_size"]):
-            arrays, good, failed = timer.time("preprocess", lambda: preprocess_images(chunk, ops))
+            arrays, good, failed = timer.time("preprocess", lambda: preprocess_images(chunk, pipeline.ops))
             failures.add(failed)
             if not arrays:
                 continue
+            pipeline.check_input(arrays[0])
             output = timer.time("inference", lambda: predictor.run(np.stack(arrays)))
-            batch_results = timer.time("postprocess", lambda: _postprocess(post, output, good))
+            batch_results = timer.time("postprocess", lambda: _postprocess(pipeline, output, good))
             for r in batch_results:
                 print(_format(r))
             writer.write(batch_results)
@@ -79,10 +83,8 @@ def predict(cfg: Dict[str, Any]) -> List[Dict[str, Any]]:
     return results
 
 
-def _postprocess(post: Optional[Callable], output: np.ndarray, paths: List[str]) -> List[Dict[str, Any]]:
-    if post is not None:
-        return post(output, paths)
-    return [{"file_name": p, "output": o.tolist()} for p, o in zip(paths, output)]
+def _postprocess(pipeline: Any, output: np.ndarray, paths: List[str]) -> List[Dict[str, Any]]:
+    return pipeline.postprocess(output, paths)
 
 
 class _Timer:

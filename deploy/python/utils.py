@@ -62,50 +62,117 @@ def load_deploy_config(path: str, overrides: Optional[List[str]] = None) -> Dict
     return cfg
 
 
-def _postprocess_component(post: Dict[str, Any], key: str) -> Dict[str, Any]:
-    """``{name: X, ...}``, ``{X: {...}}`` or PaddleClas's ``{main_indicator: X, X: {...}, SavePreLabel: ...}``."""
-    if "main_indicator" in post:
-        name = post["main_indicator"]
-        others = [k for k in post if k not in ("main_indicator", name)]
-        if others:
-            logger.warning("%s: only main_indicator %s runs; ignored: %s", key, name, ", ".join(others))
-        return {"name": name, **(post.get(name) or {})}
-    name, kwargs = split_component(post, key)
-    return {"name": name, **kwargs}
+def _postprocess_component(post: Dict[str, Any], key: str) -> Tuple[Dict[str, Any], Optional["SavePreLabel"]]:
+    """The post-process to run and PaddleClas's ``SavePreLabel`` (or None), from ``{name: X, ...}``,
+    ``{X: {...}}`` or PaddleClas's ``{main_indicator: X, X: {...}, SavePreLabel: {save_dir}}``."""
+    if "main_indicator" not in post:
+        name, kwargs = split_component(post, key)
+        return {"name": name, **kwargs}, None
+    name = post["main_indicator"]
+    if name not in post:
+        raise ConfigError(f"{key}.main_indicator", f"{name!r} has no section {key}.{name}",
+                          f"add {key}.{name}: {{...}} (its arguments), or name one of: "
+                          f"{', '.join(k for k in post if k != 'main_indicator')}")
+    save = post.get("SavePreLabel")
+    saver = SavePreLabel(**_save_pre_label_args(save, f"{key}.SavePreLabel")) if "SavePreLabel" in post else None
+    others = [k for k in post if k not in ("main_indicator", name, "SavePreLabel")]
+    if others:   # PaddleClas runs them too, but prints only main_indicator's result
+        logger.warning("%s: only main_indicator %s is reported; not run: %s", key, name, ", ".join(others))
+    return {"name": name, **(post.get(name) or {})}, saver
 
 
-def _with_decode(op_cfgs: List[Any]) -> List[Any]:
-    """PaddleClas deploy configs start after decoding (cv2.imread + BGR->RGB): add that step."""
-    first = split_component(op_cfgs[0], "PreProcess.transform_ops[0]")[0] if op_cfgs else None
-    return op_cfgs if first == "DecodeImage" else [{"DecodeImage": {"to_rgb": True}}] + list(op_cfgs)
+def _save_pre_label_args(section: Any, key: str) -> Dict[str, Any]:
+    if not isinstance(section, dict) or not isinstance(section.get("save_dir"), str) or set(section) != {"save_dir"}:
+        raise ConfigError(key, f"expected {{save_dir: <folder>}}, got {section!r}",
+                          "SavePreLabel copies each image into <save_dir>/<predicted class id>/")
+    return section
 
 
-def build_pipeline(cfg: Dict[str, Any], model_dir: str) -> Tuple[List[Callable], Optional[Callable]]:
-    """(preprocess ops, post-process or None): from the deploy yaml if given, else ``inference.yml``."""
+class SavePreLabel:
+    """PaddleClas's ``SavePreLabel``: copy each image into ``<save_dir>/<predicted class id>/``
+    (the arg-max of the model's output), e.g. to sort images for labelling."""
+
+    def __init__(self, save_dir: str):
+        self.save_dir = save_dir
+
+    def __call__(self, output: Any, paths: List[str]) -> None:
+        import numpy as np
+        import shutil
+        for path, row in zip(paths, np.asarray(output)):
+            folder = os.path.join(self.save_dir, str(int(np.argmax(row))))
+            os.makedirs(folder, exist_ok=True)
+            shutil.copy(path, folder)
+
+
+class Pipeline:
+    """Preprocessing ops, post-process and what the model takes, for one deploy run.
+
+    Attributes:
+        ops: the preprocess ops (decoding first).
+        post: ``post(output, paths) -> [result, ...]``, or None (raw outputs).
+        channels: the model's input channels (``inference.yml`` image_shape), if known.
+        ops_key: where the ops came from, for messages.
+    """
+
+    def __init__(self, ops: List[Callable], post: Optional[Callable], channels: Optional[int], ops_key: str,
+                 saver: Optional[SavePreLabel] = None):
+        self.ops, self.post, self.channels, self.ops_key, self.saver = ops, post, channels, ops_key, saver
+
+    def check_input(self, array: Any) -> None:
+        """A preprocessed image must be CHW with the model's channel count (a ConfigError otherwise;
+        Paddle would stop in the middle of the convolution)."""
+        shape = list(getattr(array, "shape", []))
+        if self.channels is None or len(shape) != 3 or shape[0] == self.channels:
+            return
+        hint = ("add ToCHWImage after NormalizeImage" if shape[-1] == self.channels else
+                f"give NormalizeImage channel_num: {self.channels}, or use the model exported for "
+                f"{shape[0]}-channel input")
+        raise ConfigError(self.ops_key, f"gives images of shape {shape}, but the model takes "
+                                        f"{self.channels}-channel CHW input (its inference.yml image_shape)", hint)
+
+    def postprocess(self, output: Any, paths: List[str]) -> List[Dict[str, Any]]:
+        if self.saver is not None:
+            self.saver(output, paths)
+        if self.post is not None:
+            return self.post(output, paths)
+        return [{"file_name": p, "output": o.tolist()} for p, o in zip(paths, output)]
+
+
+def build_pipeline(cfg: Dict[str, Any], model_dir: str, section: str = "PreProcess") -> Pipeline:
+    """The ops and post-process of a deploy run: the deploy yaml's ``section`` (``PreProcess`` /
+    ``RecPreProcess``) and ``PostProcess`` if given, else the model's ``inference.yml``.
+
+    PaddleClas deploy ops start after decoding (``cv2.imread`` + BGR->RGB): that step is added
+    in front unless the list starts with ``DecodeImage``; messages index the user's list as written.
+    """
     meta = read_inference_yml(model_dir)
-    if cfg.get("PreProcess"):
-        logger.info("PreProcess from the deploy config overrides the exported inference.yml")
-        ops_cfg, ops_key = (cfg["PreProcess"] or {}).get("transform_ops"), "PreProcess.transform_ops"
+    if cfg.get(section):
+        logger.info("%s from the deploy config overrides the exported inference.yml", section)
+        ops_cfg, ops_key = (cfg[section] or {}).get("transform_ops"), f"{section}.transform_ops"
     elif meta.get("PreProcess"):
         ops_cfg, ops_key = meta["PreProcess"].get("transform_ops"), f"{model_dir}/inference.yml PreProcess"
     else:
-        raise ConfigError("PreProcess", f"{model_dir} has no inference.yml and the deploy config no PreProcess",
-                          "re-export with tools/export_model.py, or add PreProcess: {transform_ops: [...]}")
+        raise ConfigError(section, f"{model_dir} has no inference.yml and the deploy config no {section}",
+                          f"re-export with tools/export_model.py, or add {section}: {{transform_ops: [...]}}")
     if not ops_cfg:
         raise ConfigError(ops_key, "no transform_ops", "list the preprocess ops, e.g. ResizeImage, NormalizeImage")
-    ops = create_operators(_with_decode(ops_cfg), ops_key)
+    ops = create_operators(ops_cfg, ops_key)
+    if split_component(ops_cfg[0], f"{ops_key}[0]")[0] != "DecodeImage":
+        ops = create_operators([{"DecodeImage": {"to_rgb": True}}], "(decoding added in front)") + ops
+    shape = (meta.get("Global") or {}).get("image_shape")
+    channels = shape[0] if isinstance(shape, list) and len(shape) == 3 else None
     if cfg.get("PostProcess"):
         logger.info("PostProcess from the deploy config overrides the exported inference.yml")
         post, post_key, base = cfg["PostProcess"], "PostProcess", os.getcwd()
     else:
         post, post_key, base = meta.get("PostProcess"), f"{model_dir}/inference.yml PostProcess", model_dir
     if not post:
-        return ops, None
-    component = _postprocess_component(post, post_key)
+        return Pipeline(ops, None, channels, ops_key)
+    component, saver = _postprocess_component(post, post_key)
     id_map = component.get("class_id_map_file")
     if id_map and not os.path.isabs(id_map):
         component["class_id_map_file"] = os.path.join(base, id_map)
-    return ops, POSTPROCESS.build(component, post_key)
+    return Pipeline(ops, POSTPROCESS.build(component, post_key), channels, ops_key, saver)
 
 
 def run_deploy(description: str, load: Callable[[Any], Dict[str, Any]], job: Callable[[Dict[str, Any]], Any],

@@ -5,6 +5,9 @@ Files (PaddleClas's names): ``<name>.pdparams`` (model), ``.pdopt`` (optimizer +
 state, Freeze state, and the sha256 of each other file). Where they live and how a save
 becomes visible atomically: :mod:`ppfreeze.engine.checkpoint_store`.
 
+PaddleClas's own checkpoints (``{metric, epoch}`` in ``.pdstates``, optimizer state keyed by
+Paddle's generated names) are read too: :mod:`ppfreeze.engine.paddleclas_ckpt` maps them.
+
 Differences from PaddleClas, on purpose:
 - optimizer accumulators are keyed by *structured* parameter names (``fc.weight@moment1``)
   instead of Paddle's auto-generated ones (``linear_3.w_0_moment1_0``), so a resume survives
@@ -27,7 +30,7 @@ from ..arch.pretrained import match_state_dict
 from ..config.errors import ConfigError
 from ..errors import DataIntegrityError
 from ..utils.io import file_sha256
-from ..utils.safe_load import GeneratorStateRecord, load_file
+from ..utils.safe_load import NAME_TABLE_KEY, GeneratorStateRecord, load_file
 from .checkpoint_store import STATES, SUFFIXES, CheckpointFiles, CheckpointStore, locate
 
 logger = logging.getLogger("ppfreeze")
@@ -77,21 +80,17 @@ def load_optimizer_state(optimizer: paddle.optimizer.Optimizer, model: paddle.nn
     a different Freeze state) is a ConfigError instead of Paddle's "Optimizer set error" at the
     first step. Without it (a schedule milestone) newly trainable parameters start fresh.
     """
-    ensure_accumulators(optimizer)
-    names = _structured_names(model)
     expected = []
-    for acc_name, per_param in optimizer._accumulators.items():
-        for pname, var in per_param.items():
-            key = f"{names.get(pname, pname)}@{acc_name}"
-            expected.append(key)
-            if key not in state:
-                if not strict:
-                    continue
-                raise ConfigError("Global.checkpoints", f"{source}: optimizer state has no entry '{key}'",
-                                  "the checkpoint was written with another optimizer or Freeze state; "
-                                  "resume with the same config, or start from it with Global.pretrained_model")
-            value = state[key]
-            var.set_value(value if isinstance(value, paddle.Tensor) else paddle.to_tensor(value))
+    for key, var in _accumulators(optimizer, model):
+        expected.append(key)
+        if key not in state:
+            if not strict:
+                continue
+            raise ConfigError("Global.checkpoints", f"{source}: optimizer state has no entry '{key}'",
+                              "the checkpoint was written with another optimizer or Freeze state; "
+                              "resume with the same config, or start from it with Global.pretrained_model")
+        value = state[key]
+        var.set_value(value if isinstance(value, paddle.Tensor) else paddle.to_tensor(value))
     extra = sorted(set(state) - set(expected) - {LR_KEY})
     if extra and strict:
         raise ConfigError("Global.checkpoints", f"{source}: optimizer state has {len(extra)} entries this optimizer "
@@ -99,6 +98,19 @@ def load_optimizer_state(optimizer: paddle.optimizer.Optimizer, model: paddle.nn
                           "the checkpoint's Freeze state or optimizer differs from the config")
     if lr_scheduler is not None and LR_KEY in state:
         lr_scheduler.set_state_dict(state[LR_KEY])
+
+
+def _accumulators(optimizer: paddle.optimizer.Optimizer, model: paddle.nn.Layer) -> List[Tuple[str, Any]]:
+    """``(<structured name>@<accumulator>, tensor)`` of every accumulator (created now if needed)."""
+    ensure_accumulators(optimizer)
+    names = _structured_names(model)
+    return [(f"{names.get(pname, pname)}@{acc_name}", var)
+            for acc_name, per_param in optimizer._accumulators.items() for pname, var in per_param.items()]
+
+
+def optimizer_keys(optimizer: paddle.optimizer.Optimizer, model: paddle.nn.Layer) -> List[str]:
+    """The ``<structured name>@<accumulator>`` keys :func:`load_optimizer_state` fills for ``optimizer``."""
+    return [key for key, _ in _accumulators(optimizer, model)]
 
 
 def rng_state_data() -> List[List[Any]]:
@@ -200,11 +212,20 @@ def load_checkpoint(prefix: str, key: str = "Global.checkpoints") -> Dict[str, A
                               "give the prefix without suffix, e.g. output/ResNet50/latest, or auto")
     states = read_states(found)
     verify_digests(found, states)
-    out = {"model": load_file(found.files[".pdparams"], "checkpoint file"), "states": states}
+    foreign = is_paddleclas_states(states)   # its optimizer state is keyed by the files' name tables
+    out = {"model": load_file(found.files[".pdparams"], "checkpoint file", keep_name_table=foreign), "states": states}
     for suffix, name in ((".pdopt", "optimizer"), (".pdema", "ema")):
         if suffix in found.files and (suffix in states.get("file_digests", {}) or "file_digests" not in states):
-            out[name] = load_file(found.files[suffix], "checkpoint file")
+            out[name] = load_file(found.files[suffix], "checkpoint file", keep_name_table=foreign)
+    if foreign:
+        out["name_tables"] = {name: out[name].pop(NAME_TABLE_KEY, None) for name in ("model", "ema")
+                              if isinstance(out.get(name), dict)}
     return out
+
+
+def is_paddleclas_states(states: Dict[str, Any]) -> bool:
+    """True for the ``.pdstates`` PaddleClas writes: ``{"metric": ..., "epoch": N}`` and nothing else."""
+    return "epoch" in states and set(states) <= {"metric", "epoch"}
 
 
 def check_resumable(path: str, data: Dict[str, Any], arch: str, model_state: Dict[str, Any], epochs: int) -> None:
@@ -220,7 +241,7 @@ def check_resumable(path: str, data: Dict[str, Any], arch: str, model_state: Dic
     states, key = data["states"], "Global.checkpoints"
     if "freeze" not in states:
         raise ConfigError(key, f"{path} is not a ppfreeze training checkpoint (its .pdstates holds no training "
-                               f"state; PaddleClas's checkpoints cannot be resumed here)",
+                               f"state, and not PaddleClas's {{metric, epoch}} either)",
                           f"start from its weights instead: -o Global.pretrained_model={path}")
     if states.get("weights", "model") != "model":
         raise ConfigError(key, f"{path} holds the EMA weights, not the trained ones: a run cannot resume from it",
@@ -229,19 +250,30 @@ def check_resumable(path: str, data: Dict[str, Any], arch: str, model_state: Dic
         raise ConfigError(key, f"{path} was saved by a {states['arch']} model, but Arch.name is {arch}",
                           f"resume with the Arch it was trained with, or start a new run from its weights "
                           f"with -o Global.pretrained_model={path}")
-    fit = match_state_dict(model_state, data["model"])
-    if fit.missing or fit.unexpected or fit.mismatched:
-        fit.path = path
-        raise ConfigError(key, f"{path} does not fit the model Arch builds ({arch}): {fit.summary(4)}",
-                          "resume with the Arch section it was trained with (same model, class_num and "
-                          "arguments), or start a new run from its weights with Global.pretrained_model")
+    check_weights_fit(path, arch, model_state, data["model"])
     if "optimizer" not in data:
         raise ConfigError(key, f"{path}.pdopt is missing: cannot resume the optimizer",
                           "to fine-tune from weights only, use Global.pretrained_model instead")
-    if states["epoch"] >= epochs:
-        raise ConfigError("Global.epochs", f"is {epochs}, and {path} already finished epoch {states['epoch']}: "
+    check_epochs_left(path, states["epoch"], epochs)
+
+
+def check_weights_fit(path: str, arch: str, model_state: Dict[str, Any], weights: Dict[str, Any]) -> None:
+    """The checkpoint's weights must have exactly the model's names and shapes (a ConfigError otherwise)."""
+    fit = match_state_dict(model_state, weights)
+    if fit.missing or fit.unexpected or fit.mismatched:
+        fit.path = path
+        raise ConfigError("Global.checkpoints", f"{path} does not fit the model Arch builds ({arch}): "
+                                                f"{fit.summary(4)}",
+                          "resume with the Arch section it was trained with (same model, class_num and "
+                          "arguments), or start a new run from its weights with Global.pretrained_model")
+
+
+def check_epochs_left(path: str, epoch: int, epochs: int) -> None:
+    """``Global.epochs`` must be above the checkpoint's last finished epoch."""
+    if epoch >= epochs:
+        raise ConfigError("Global.epochs", f"is {epochs}, and {path} already finished epoch {epoch}: "
                                            f"there is nothing left to train",
-                          f"raise Global.epochs above {states['epoch']} to train more")
+                          f"raise Global.epochs above {epoch} to train more")
 
 
 def is_training_checkpoint(name: str, found: CheckpointFiles, states: Dict[str, Any]) -> bool:

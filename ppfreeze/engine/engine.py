@@ -71,7 +71,7 @@ class Engine:
         self.device = setup_device(g.get("device", "auto"))
         self.seed = g.get("seed") if g.get("seed") is not None else 0
         seed_everything(self.seed)
-        self.model = build_model(config["Arch"], class_num=g.get("class_num"), ml_decoder=config.get("MLDecoder"))
+        self.model = self.build_arch(config["Arch"])
         self.amp = Amp(config.get("AMP"), self.device)
         self.freezer = FreezeController(build_freeze_plan(config.get("Freeze"), self.model),
                                         g.get("image_shape", [3, 224, 224]))
@@ -100,6 +100,11 @@ class Engine:
     def unwrapped_model(self) -> paddle.nn.Layer:
         """The model itself, without a ``paddle.DataParallel`` wrapper."""
         return self.model._layers if isinstance(self.model, paddle.DataParallel) else self.model
+
+    def build_arch(self, arch_cfg: Dict[str, Any]) -> paddle.nn.Layer:
+        """A model from an ``Arch`` section, built as this run builds its own (``Global.class_num``
+        as the fallback, the ``MLDecoder`` section with ``Arch.use_ml_decoder``)."""
+        return build_model(arch_cfg, class_num=self.glob.get("class_num"), ml_decoder=self.config.get("MLDecoder"))
 
     def load_pretrained(self, path: str) -> None:
         """Load weights for fine-tuning / eval and report what did not load.
@@ -379,7 +384,11 @@ class Engine:
         if not path:
             self.freezer.enter(self, 1)
             return 1
-        return self._resume(path, ckpt.load_checkpoint(path))
+        data = ckpt.load_checkpoint(path)
+        if ckpt.is_paddleclas_states(data["states"]):   # written by PaddleClas's trainer
+            from .paddleclas_ckpt import resume
+            return resume(self, path, data)
+        return self._resume(path, data)
 
     def _resume_newest(self) -> int:
         for prefix, _ in ckpt.resumable_checkpoints(self.output_dir):

@@ -167,7 +167,7 @@ def _is_safetensors(head: bytes, size: int) -> bool:
     return 8 + header_len <= size
 
 
-def load_file(path: str, what: str = "weights file") -> Any:
+def load_file(path: str, what: str = "weights file", keep_name_table: bool = False) -> Any:
     """Read a file written by ``paddle.save`` (pickle or safetensors) without running code.
 
     Returns what ``paddle.load(path, return_numpy=True)`` returns: numpy arrays in dicts /
@@ -178,6 +178,9 @@ def load_file(path: str, what: str = "weights file") -> Any:
     Args:
         path: the file.
         what: how messages call it (``weights file``, ``checkpoint file``).
+        keep_name_table: keep a state dict's ``StructuredToParameterName@@`` entry (structured
+            key -> the ``param.name`` the saving process had), as ``paddle.load(...,
+            keep_name_table=True)`` does; PaddleClas's optimizer state is keyed by those names.
     """
     size = os.path.getsize(path)
     with open(path, "rb") as f:
@@ -198,7 +201,7 @@ def load_file(path: str, what: str = "weights file") -> Any:
         except Exception as e:  # truncated or corrupt stream: pickle raises assorted types
             raise DataIntegrityError(path, f"{what} is truncated or damaged ({type(e).__name__}: {e})",
                                      "it was probably cut short by an interrupted copy or save; use another copy")
-    return _as_paddle_loads(obj, path)
+    return _as_paddle_loads(obj, path, keep_name_table)
 
 
 def _load_safetensors(path: str, what: str) -> Dict[str, np.ndarray]:
@@ -209,13 +212,14 @@ def _load_safetensors(path: str, what: str) -> Dict[str, np.ndarray]:
         raise DataIntegrityError(path, f"{what} in safetensors format is damaged ({type(e).__name__}: {e})") from None
 
 
-def _as_paddle_loads(obj: Any, path: str) -> Any:
+def _as_paddle_loads(obj: Any, path: str, keep_name_table: bool = False) -> Any:
     """What ``paddle.load(return_numpy=True)`` makes of the raw unpickled object."""
     _check_arrays(obj, path)
     if isinstance(obj, dict):
         obj = _join_big_params(obj)
         if NAME_TABLE_KEY in obj:  # a state_dict: values are already arrays
-            del obj[NAME_TABLE_KEY]
+            if not keep_name_table:
+                del obj[NAME_TABLE_KEY]
             return obj
     if _contains(obj, _is_tensor_tuple):  # tensors saved through _pickle_save: (name, ndarray)
         return _convert(obj, _is_tensor_tuple, lambda t: t[1])

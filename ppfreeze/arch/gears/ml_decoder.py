@@ -146,6 +146,10 @@ def add_ml_decoder_head(model: nn.Layer, cfg: Optional[Dict[str, Any]], key: str
             raise ConfigError(f"{key}.{where}", f"{type(model).__name__} has no sublayer {name!r}",
                               f"its sublayers: {', '.join(children)}.{did_you_mean(name, children)}")
     head = GEARS.build({"MLDecoder": cfg}, key)
+    width = getattr(model, "num_features", None)
+    if width and head.in_channels != width:  # else a shape error at the first forward
+        raise ConfigError(f"{key}.in_channels", f"is {head.in_channels}, but {type(model).__name__} gives "
+                          f"{width}-channel features", f"set {key}.in_channels: {width}")
     for name in removed:
         model._sub_layers[name] = nn.Identity()
     model._sub_layers[replaced] = head
