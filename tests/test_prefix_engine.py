@@ -310,3 +310,32 @@ def test_fact_predictor_outputs_are_overwritten_by_the_next_run(tmp_path):
     kept = first.numpy().copy()
     predictor.run([paddle.rand([2, 3, 16, 16])])
     assert not np.array_equal(first.numpy(), kept)
+
+
+def test_the_shared_replay_lets_the_feature_cache_skip_a_vit_prefix():
+    """Code between the units (patch flattening, class token) gets stand-ins of the observed shapes."""
+    from ppfreeze.freeze.cache import FeatureCache
+    model, plan, x = _setup("TinyViT", "dygraph")
+    cache = FeatureCache(model, plan)
+    indices = paddle.to_tensor(np.arange(4))
+    run = lambda: model(x)  # noqa: E731
+    first = cache.forward(run, indices).numpy()              # records, learns the structure
+    assert "patch_embed" in cache.replay.glue_after and "blocks.0" not in cache.replay.glue_after
+    assert np.array_equal(cache.forward(run, indices).numpy(), first) and cache.verified
+    assert np.array_equal(cache.forward(run, indices).numpy(), first) and cache.replays == 2
+
+
+def test_fact_onednn_passes_corrupt_a_value_read_twice_unless_cse_is_off(tmp_path):
+    """Why ppfreeze/export/predictor_config.py deletes common_subexpression_elimination_pass with oneDNN."""
+    from paddle import inference
+    from ppfreeze.arch.backbone.convnext import ChannelsFirstLayerNorm
+    layer = ChannelsFirstLayerNorm(8)
+    fixed = _predictor_for(layer, [8, 8, 8], tmp_path)
+    x = paddle.to_tensor(np.random.RandomState(0).rand(2, 8, 8, 8).astype("float32"))
+    reference = layer(x)
+    config = inference.Config(str(tmp_path / "inference.json"), str(tmp_path / "inference.pdiparams"))
+    config.disable_gpu()
+    config.enable_mkldnn()
+    config.disable_glog_info()
+    assert relative_difference(inference.create_predictor(config).run([x])[0], reference) > 0.5
+    assert relative_difference(fixed.run([x])[0], reference) <= 1e-5

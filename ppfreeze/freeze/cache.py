@@ -52,7 +52,6 @@ class FeatureCache:
         self.replay = PrefixReplay(model, plan.index, self.boundary)
         self.store: Dict[int, np.ndarray] = {}
         self.nbytes = 0
-        self.observed = False
         self.verified = False
         self.enabled = True
         self.replays = 0  # batches whose prefix output came from the cache
@@ -88,13 +87,9 @@ class FeatureCache:
             return fresh()
         keys = [int(i) for i in np.asarray(indices).reshape(-1)]
         if any(k not in self.store for k in keys):
-            with self._recording(keys):
-                if self.observed:
-                    return fresh()
-                with self.replay.observing():  # which units feed glue, once (see replay.py)
-                    out = fresh()
-                self.observed = True
-                return out
+            # observing: which units feed the model's own code, and their shapes for this input shape
+            with self._recording(keys), self.replay.observing():
+                return fresh()
         cached = paddle.to_tensor(np.stack([self.store[k] for k in keys]))
         if self.verified:
             self.replays += 1

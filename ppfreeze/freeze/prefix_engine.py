@@ -10,7 +10,7 @@ cache (``replay.py``): the prefix's units stand aside and the boundary returns t
 The program is the model's own forward traced in eval mode with the units after the boundary
 standing aside, returning what left the boundary, so models whose forward has code between the
 units (a ViT's patch flattening and class token) work too. BN is not folded here: the
-predictor's passes already fold it into the convolutions (``conv2d_bn_fuse_pass``; no
+predictor's passes already fold it into the convolutions (``conv2d_bn_onednn_fuse_pass``; no
 ``batch_norm`` op is left in its optimised program), and the ``static`` program gained nothing
 from folding in our measurements (docs/freeze.md).
 
@@ -37,7 +37,7 @@ from .replay import PrefixReplay, Shape, pass_through, relative_difference, repl
 
 logger = logging.getLogger("ppfreeze")
 
-ENGINES = ("static", "inference")       # besides dygraph, the model itself
+ENGINES = ("inference", "static")       # besides dygraph, the model itself
 TOLERANCE = 1e-4                        # max |d| / max |x| between an engine's prefix output and dygraph's
 TIMED_RUNS = 2                          # auto: timed runs per engine after the checked one (the fastest counts)
 
@@ -154,7 +154,10 @@ class PrefixEngine:
                 except Exception as e:  # an op Paddle cannot export or run: that engine is out
                     results[name] = {"error": f"could not be built: {type(e).__name__}: {_first_line(e)}"}
             if auto:
-                results["dygraph"] = self._measure(self._eager_program(key), x, reference, check=False)
+                try:
+                    results["dygraph"] = self._measure(self._eager_program(key), x, reference, check=False)
+                except Exception as e:  # the program's stand-ins broke the model's code after the boundary
+                    results["dygraph"] = {"error": f"could not be timed alone: {type(e).__name__}: {_first_line(e)}"}
         names = candidates + ["dygraph"]
         # a passed engine scores its time (0 when not timed), a failed one inf; all ranks must agree
         scores = _agree([results[n].get("seconds", 0.0) if n in results and "error" not in results[n]
@@ -179,9 +182,11 @@ class PrefixEngine:
                 return "dygraph", f"falls back to dygraph for {span}: {why}"
             return name, (f"{span} runs on {name}; its output is within {result['difference']:.1e} of dygraph "
                           f"(max |d| / max |x|, tolerance {TOLERANCE:g})")
+        out = [f"{n} {r['error']}" for n, r in results.items() if "error" in r]
+        if not passed:
+            return "dygraph", f"falls back to dygraph for {span}: {'; '.join(out) or 'every engine failed on a rank'}"
         best = min(passed, key=passed.get)
         times = ", ".join(f"{n} {1000 * s:.1f} ms" for n, s in sorted(passed.items(), key=lambda kv: kv[1]))
-        out = [f"{n} {r['error']}" for n, r in results.items() if "error" in r]
         return best, (f"chose {best} for {span}, the fastest of the engines that match dygraph within "
                       f"{TOLERANCE:g} (prefix time on the first batch, slowest rank: {times})"
                       + (f"; ruled out: {'; '.join(out)}" if out else ""))

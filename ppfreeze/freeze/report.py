@@ -21,8 +21,9 @@ if TYPE_CHECKING:
 
 CACHE_FEATURES_NOTE = ("auto: when training starts, a cut prefix with deterministic transforms has its output "
                        "cached per image (train.log says whether and why not); false: never")
-PREFIX_ENGINE_NOTE = ("the engine that runs a cut prefix: dygraph (bit-exact), static, inference or auto; decided and "
-                      "checked against dygraph on the first batch (train.log and 'used' / 'why' here say which and why)")
+PREFIX_ENGINE_NOTE = ("the engine that runs a cut prefix: dygraph (bit-exact), static, inference or auto; "
+                      "decided and checked against dygraph on the first batch (train.log and 'used' / 'why' "
+                      "here say which and why)")
 
 
 def _share(part: float, total: float) -> float:
