@@ -110,17 +110,22 @@ class FeatureCache:
             np.array_equal(a, b) for a, b in zip(replayed, arrays(out)))
         self.replays += int(self.verified)
         if not self.verified:
-            self.enabled = False
-            self.store.clear()
-            why = problem or "replay did not reproduce the model output"
-            logger.warning("Freeze: %s; caching is off (the model's units may not run one after the other, or "
-                           "the prefix is not deterministic)", why)
+            self._switch_off(f"{problem or 'replay did not reproduce the model output'} (the model's units may not "
+                             f"run one after the other, or the prefix is not deterministic)")
         return out
+
+    def _switch_off(self, why: str) -> None:
+        self.enabled = False
+        self.store.clear()
+        logger.warning("Freeze: %s; caching is off", why)
 
     @contextlib.contextmanager
     def _recording(self, keys: List[int]) -> Iterator[None]:
         def record(layer, inputs, output):
-            if self.nbytes > MAX_CACHE_BYTES:
+            if self.nbytes > MAX_CACHE_BYTES or not self.enabled:
+                return None
+            if not isinstance(output, paddle.Tensor):  # e.g. Swin's (tokens, (H, W))
+                self._switch_off(f"'{self.boundary}' returns a {type(output).__name__}, not one tensor")
                 return None
             values = output.numpy()
             for k, v in zip(keys, values):

@@ -33,7 +33,8 @@ import numpy as np
 import paddle
 
 from .model_index import unwrap
-from .replay import PrefixReplay, Shape, pass_through, relative_difference, replay_blocker, shadowed_forwards
+from .replay import (PrefixReplay, Shape, pack, pass_through, relative_difference, replay_blocker, shadowed_forwards,
+                     tensors_of, zeros_of)
 
 logger = logging.getLogger("ppfreeze")
 
@@ -41,7 +42,7 @@ ENGINES = ("inference", "static")       # besides dygraph, the model itself
 TOLERANCE = 1e-4                        # max |d| / max |x| between an engine's prefix output and dygraph's
 TIMED_RUNS = 2                          # auto: timed runs per engine after the checked one (the fastest counts)
 
-Program = Callable[[paddle.Tensor], paddle.Tensor]
+Program = Callable[[paddle.Tensor], List[paddle.Tensor]]   # the boundary's output tensors, in order
 
 
 class PrefixProgram(paddle.nn.Layer):
@@ -57,17 +58,15 @@ class PrefixProgram(paddle.nn.Layer):
         self._replay = replay
         self._key = key
 
-    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+    def forward(self, x: paddle.Tensor) -> List[paddle.Tensor]:
         replay = self._replay
         shapes = replay.shapes[self._key]
-        captured: List[paddle.Tensor] = []
+        captured: List[Any] = []
 
         def stand_in(unit):
-            tail, dtype = shapes[unit]
-
             def forward(*args, **kwargs):
                 # never used: only the boundary's output leaves the program (dead code is dropped)
-                return paddle.zeros([paddle.shape(x)[0]] + tail, dtype=dtype)
+                return zeros_of(shapes[unit], paddle.shape(x)[0])
             return forward
 
         forwards = {u: stand_in(u) if u in replay.glue_after else pass_through for u in replay.rest_units}
@@ -77,7 +76,7 @@ class PrefixProgram(paddle.nn.Layer):
                 self.model(x)
         finally:
             handle.remove()
-        return captured[0]
+        return tensors_of(captured[0], shapes[replay.boundary])
 
 
 class PrefixEngine:
@@ -131,11 +130,12 @@ class PrefixEngine:
 
     def run(self, run: Callable[[], Any], x: paddle.Tensor) -> Any:
         """``run()`` the model with the prefix's output computed by the engine (dygraph: unchanged)."""
-        program = self.programs.get(tuple(int(d) for d in x.shape[1:]))
+        key = tuple(int(d) for d in x.shape[1:])
+        program = self.programs.get(key)
         if program is None:
             return run()
         with paddle.no_grad():
-            activation = program(x)
+            activation = pack(self.replay.shapes[key][self.boundary], program(x))
         with self.replay.feeding(activation):
             return run()
 
@@ -208,29 +208,31 @@ class PrefixEngine:
         self.used, self.programs = "dygraph", {}
         self.decision.update(used="dygraph", why=f"inputs of shape {list(key)}: {problem}")
 
-    def _reference(self, run: Callable[[], Any], key: Shape) -> Tuple[Optional[paddle.Tensor], Optional[str]]:
-        """The dygraph prefix output of this batch, and why the model cannot run from the boundary (or None)."""
+    def _reference(self, run: Callable[[], Any], key: Shape) -> Tuple[List[paddle.Tensor], Optional[str]]:
+        """The dygraph prefix output's tensors for this batch, and why the model cannot run from the boundary."""
         try:
             activation, output = self.replay.observe(run)
         except Exception as e:
-            return None, f"the model's forward could not be observed: {type(e).__name__}: {_first_line(e)}"
+            return [], f"the model's forward could not be observed: {type(e).__name__}: {_first_line(e)}"
         problem = self.replay.stand_in_problem(self.replay.prefix_units[:-1] + self.replay.rest_units)
         problem = problem or self.replay.replays_exactly(run, activation, output, TOLERANCE)
-        return activation, problem and f"the model cannot run from its cut boundary ({problem})"
+        reference = tensors_of(activation, self.replay.shapes[key][self.boundary])
+        return reference, problem and f"the model cannot run from its cut boundary ({problem})"
 
-    def _measure(self, program: Program, x: paddle.Tensor, reference: paddle.Tensor, check: bool = True,
+    def _measure(self, program: Program, x: paddle.Tensor, reference: List[paddle.Tensor], check: bool = True,
                  timed: bool = True) -> Dict[str, Any]:
         """Run ``program`` on ``x``: compare with ``reference``, then time ``TIMED_RUNS`` more runs."""
         with paddle.no_grad():
             out = program(x)
-            difference = relative_difference(out, reference) if check else 0.0
+            difference = (max(relative_difference(o, r) for o, r in zip(out, reference))
+                          if len(out) == len(reference) else float("inf")) if check else 0.0
             if not difference <= TOLERANCE:  # NaN fails too
                 return {"error": f"its output differs from dygraph's by {difference:.1e} (max |d| / max |x|, "
                                  f"tolerance {TOLERANCE:g})", "difference": difference}
             times = []
             for _ in range(TIMED_RUNS if timed else 0):
                 tic = time.perf_counter()
-                program(x).numpy()  # a host copy: waits for a device too
+                [o.numpy() for o in program(x)]  # a host copy: waits for a device too
                 times.append(time.perf_counter() - tic)
         return {"difference": difference, **({"seconds": min(times)} if times else {})}
 
@@ -270,9 +272,9 @@ class PrefixEngine:
                                       use_tensorrt=self.use_tensorrt and use_gpu, max_batch_size=int(x.shape[0]))
             predictor = inference.create_predictor(config)  # reads both files now
 
-        def run(inputs: paddle.Tensor) -> paddle.Tensor:
-            # the predictor writes every run into the same output buffer: the step keeps its own copy
-            return predictor.run([inputs])[0].clone()
+        def run(inputs: paddle.Tensor) -> List[paddle.Tensor]:
+            # the predictor may write every run into the same output buffers: the step keeps its own copy
+            return [out.clone() for out in predictor.run([inputs])]
         return run
 
 

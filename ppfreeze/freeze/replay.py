@@ -18,6 +18,7 @@ the boundary, which holds for the models here; :meth:`PrefixReplay.replays_exact
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
@@ -26,8 +27,18 @@ import paddle
 from .model_index import ModelIndex, is_batch_norm, unwrap
 
 Shape = Tuple[int, ...]
-# a unit's output per model-input shape (batch dimension left out): (shape tail, dtype)
-UnitShapes = Dict[str, Tuple[List[int], Any]]
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A tensor in an observed output: its shape without the batch dimension, and its dtype."""
+    tail: Tuple[int, ...]
+    dtype: Any
+
+
+# per unit, its observed output with every tensor replaced by a TensorSpec (a tensor, or a
+# structure such as Swin's (tokens, (H, W))), for one model-input shape
+UnitShapes = Dict[str, Any]
 
 
 def replay_blocker(plan: Any) -> Optional[str]:
@@ -55,10 +66,10 @@ def replay_blocker(plan: Any) -> Optional[str]:
 
 
 def is_random_in_training(layer: paddle.nn.Layer) -> bool:
-    """Dropout of any kind, or a layer with a positive ``drop_prob`` (DropPath / stochastic depth)."""
+    """Dropout of any kind with p > 0, or a layer with a positive ``drop_prob`` (DropPath / stochastic depth)."""
     dropout = (paddle.nn.Dropout, paddle.nn.Dropout2D, paddle.nn.Dropout3D, paddle.nn.AlphaDropout)
     if isinstance(layer, dropout):
-        return True
+        return float(layer.p) > 0.0
     return float(getattr(layer, "drop_prob", 0.0) or 0.0) > 0.0
 
 
@@ -105,8 +116,7 @@ class PrefixReplay:
             def hook(layer, inputs, output):
                 calls[unit] = calls.get(unit, 0) + 1
                 state["last"], state["last_unit"] = output, unit
-                if isinstance(output, paddle.Tensor):
-                    shapes[unit] = (list(output.shape[1:]), output.dtype)
+                shapes[unit] = template_of(output)
                 if unit == self.boundary:
                     state["activation"] = output
             return hook
@@ -131,7 +141,8 @@ class PrefixReplay:
     def observe(self, run: Callable[[], Any]) -> Tuple[paddle.Tensor, List[np.ndarray]]:
         """Run the model once more (no gradient; BN statistics and RNG restored) while :meth:`observing`.
 
-        Returns the activation leaving the boundary and the model's output as numpy arrays.
+        Returns the activation leaving the boundary (a tensor, or the boundary's structure of
+        them) and the model's output as numpy arrays.
         """
         with restoring_state(self.model), paddle.no_grad(), self.observing() as seen:
             out = arrays(run())
@@ -144,8 +155,6 @@ class PrefixReplay:
                 continue
             if self.calls.get(unit, 0) > 1:
                 return f"unit '{unit}' runs {self.calls[unit]} times in one forward pass"
-            if any(unit not in shapes for shapes in self.shapes.values()):
-                return f"unit '{unit}' does not return one tensor"
         return None
 
     def knows(self, key: Shape) -> bool:
@@ -154,8 +163,11 @@ class PrefixReplay:
 
     # -- running from the boundary ------------------------------------------------------------
     @contextlib.contextmanager
-    def feeding(self, activation: paddle.Tensor) -> Iterator[None]:
-        """Inside this context, a call of the model skips the prefix: the boundary returns ``activation``."""
+    def feeding(self, activation: Any) -> Iterator[None]:
+        """Inside this context, a call of the model skips the prefix: the boundary returns ``activation``.
+
+        ``activation`` is what the boundary returns: a tensor, or a structure as observed.
+        """
         key: Dict[str, Shape] = {}
 
         def on_model_input(layer, inputs):
@@ -166,10 +178,11 @@ class PrefixReplay:
         def boundary_forward(*args, **kwargs):
             return activation
 
+        batch = int(next(t for t in paddle.utils.flatten(activation) if isinstance(t, paddle.Tensor)).shape[0])
+
         def stand_in(unit):
             def forward(*args, **kwargs):
-                tail, dtype = self.shapes[key["shape"]][unit]
-                return paddle.zeros([activation.shape[0]] + tail, dtype=dtype)
+                return zeros_of(self.shapes[key["shape"]][unit], batch)
             return forward
 
         forwards = {u: stand_in(u) if u in self.glue_after else pass_through for u in self.prefix_units[:-1]}
@@ -232,6 +245,32 @@ def restoring_state(model: paddle.nn.Layer) -> Iterator[None]:
         for name, t in tensors.items():
             t.set_value(saved[name])
         paddle.set_rng_state(rng)
+
+
+def template_of(output: Any) -> Any:
+    """``output`` with every tensor replaced by its :class:`TensorSpec` (other values kept)."""
+    return paddle.utils.map_structure(
+        lambda v: TensorSpec(tuple(int(d) for d in v.shape[1:]), v.dtype) if isinstance(v, paddle.Tensor) else v,
+        output)
+
+
+def tensors_of(output: Any, template: Any) -> List[Any]:
+    """The tensors of ``output`` (a structure like ``template``), in order."""
+    leaves = paddle.utils.flatten(output)
+    return [leaf for leaf, spec in zip(leaves, paddle.utils.flatten(template)) if isinstance(spec, TensorSpec)]
+
+
+def pack(template: Any, tensors: List[Any]) -> Any:
+    """``template``'s structure with its tensors taken from ``tensors`` in order."""
+    supply = iter(tensors)
+    return paddle.utils.pack_sequence_as(
+        template, [next(supply) if isinstance(s, TensorSpec) else s for s in paddle.utils.flatten(template)])
+
+
+def zeros_of(template: Any, batch: Any) -> Any:
+    """``template``'s structure with zero tensors of ``batch`` rows (an int, or a static-graph value)."""
+    return paddle.utils.map_structure(
+        lambda s: paddle.zeros([batch, *s.tail], dtype=s.dtype) if isinstance(s, TensorSpec) else s, template)
 
 
 def pass_through(x: Any, *args: Any, **kwargs: Any) -> Any:
