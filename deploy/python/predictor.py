@@ -4,10 +4,10 @@
     scores = predictor.run(batch)          # float32 [N, C, H, W] -> np.ndarray
 
 Deploy code: imports paddle.inference and ppfreeze's pure-Python model-file lookup only, never
-the training stack. Facts that shaped it (Paddle 3.3.1, see docs/design.md):
-- ``enable_memory_optim()`` makes ``create_predictor`` fail on PIR models, so it is not called;
-- oneDNN is on by default in the CPU build: ``enable_mkldnn=False`` calls ``disable_mkldnn()``
-  explicitly, otherwise the flag would be a no-op.
+the training stack. The ``paddle.inference.Config`` comes from
+``ppfreeze.export.predictor_config`` (shared with the prefix engine), which records the Paddle
+3.3.1 facts that shaped it (no ``enable_memory_optim()`` on PIR models; oneDNN off must be
+explicit).
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..",
 
 from ppfreeze.config.errors import ConfigError  # noqa: E402
 from ppfreeze.export.model_files import ModelFiles, find_model_files  # noqa: E402
+from ppfreeze.export.predictor_config import inference_config  # noqa: E402
 
 logger = logging.getLogger("deploy")
 
@@ -81,30 +82,10 @@ class Predictor:
 def _paddle_config(files: ModelFiles, use_gpu: bool, gpu_mem: int, gpu_id: int, enable_mkldnn: bool,
                    cpu_num_threads: int, use_fp16: bool, use_tensorrt: bool, ir_optim: bool,
                    max_batch_size: int, optim_cache_dir: Optional[str]):
-    from paddle import inference
     if not files.model_file:
         raise ConfigError("Global.use_onnx", f"{files.model_dir} holds only {files.onnx_file}", "set use_onnx: true")
-    config = inference.Config(files.model_file, files.params_file)
-    config.disable_glog_info()
-    config.switch_ir_optim(ir_optim)
-    if use_gpu:
-        precision = inference.PrecisionType.Half if use_fp16 else inference.PrecisionType.Float32
-        config.enable_use_gpu(gpu_mem, gpu_id, precision)
-        if use_tensorrt:
-            config.enable_tensorrt_engine(workspace_size=1 << 30, max_batch_size=max_batch_size,
-                                          min_subgraph_size=3, precision_mode=precision,
-                                          use_static=False, use_calib_mode=False)
-    else:
-        config.disable_gpu()
-        config.set_cpu_math_library_num_threads(cpu_num_threads)
-        if enable_mkldnn:
-            config.enable_mkldnn()
-        else:
-            config.disable_mkldnn()  # oneDNN is the CPU build's default: "off" must be explicit
-    if optim_cache_dir:
-        config.enable_save_optim_model(True)
-        config.set_optim_cache_dir(optim_cache_dir)
-    return config
+    return inference_config(files.model_file, files.params_file, use_gpu, gpu_mem, gpu_id, enable_mkldnn,
+                            cpu_num_threads, use_fp16, use_tensorrt, ir_optim, max_batch_size, optim_cache_dir)
 
 
 def _onnx_session(files: ModelFiles, use_gpu: bool, cpu_num_threads: int):

@@ -214,7 +214,7 @@ class Engine:
         ``indices`` (dataset positions of the batch) let the Freeze feature cache skip the frozen prefix.
         """
         args = (images, labels) if model_attr(self.model, "needs_label", False) else (images,)
-        return self.freezer.forward(lambda: self.model(*args), indices)
+        return self.freezer.forward(lambda: self.model(*args), indices, images)
 
     def train_step(self, images: paddle.Tensor, labels: paddle.Tensor, indices: Optional[paddle.Tensor] = None,
                    update: bool = True, unlabeled: Optional[List[paddle.Tensor]] = None

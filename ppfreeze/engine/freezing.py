@@ -5,10 +5,10 @@ carries them out during a run, in the manner of Lightning's finetuning callback:
 model into the plan's state at the start, at a resume and at each schedule milestone (asking the
 engine for an optimizer that holds exactly the parameters that train), clears gradients of
 ``clear_grad``-frozen parameters after ``backward()``, audits the frozen tensors, owns the
-feature cache, registers later-unfrozen parameters with DataParallel, writes
-``freeze_report.json`` and saves / restores its state in checkpoints. The engine knows none of
-these details: it calls the controller's hooks and two public engine methods,
-``rebuild_optimizer`` and ``unwrapped_model``.
+feature cache and the prefix engine (``Freeze.prefix_engine``), registers later-unfrozen
+parameters with DataParallel, writes ``freeze_report.json`` and saves / restores its state in
+checkpoints. The engine knows none of these details: it calls the controller's hooks and two
+public engine methods, ``rebuild_optimizer`` and ``unwrapped_model``.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import paddle
 
 from ..freeze import FreezeAudit, FreezePlan, format_report
 from ..freeze.cache import FeatureCache
+from ..freeze.prefix_engine import PrefixEngine
 from ..utils.io import atomic_write_json
 from .callbacks import Callback
 
@@ -41,6 +42,7 @@ class FreezeController(Callback):
         self.image_shape = list(image_shape)
         self.audit: Optional[FreezeAudit] = None
         self.feature_cache: Optional[FeatureCache] = None
+        self.prefix_engine: Optional[PrefixEngine] = None
         self.report: Optional[Dict[str, Any]] = None
         self._report_path: Optional[str] = None
 
@@ -77,6 +79,9 @@ class FreezeController(Callback):
         lasting = self._epochs_in_state(epoch, engine.epochs) >= 2
         self.feature_cache = (FeatureCache.for_state(engine.unwrapped_model, self.plan, engine.train_loader)
                               if lasting else None)
+        # an unchanged boundary means an unchanged (frozen) prefix: its engine is kept
+        if self.prefix_engine is None or self.prefix_engine.boundary != self.plan.current.cut_boundary:
+            self.prefix_engine = PrefixEngine.for_state(engine.unwrapped_model, self.plan)
         if self.audit is not None:
             self.audit.snapshot()
 
@@ -101,11 +106,19 @@ class FreezeController(Callback):
         return wrapped
 
     # -- the forward pass ---------------------------------------------------------------------
-    def forward(self, run: Callable[[], Any], indices: Optional[paddle.Tensor]) -> Any:
-        """``run()`` the model, through the feature cache when one is active."""
+    def forward(self, run: Callable[[], Any], indices: Optional[paddle.Tensor],
+                inputs: Optional[paddle.Tensor] = None) -> Any:
+        """``run()`` the model (on ``inputs``), through the prefix engine and the feature cache when active."""
+        fresh = run
+        prefix = self.prefix_engine
+        if prefix is not None and inputs is not None:
+            if prefix.prepare(run, inputs):  # first batch of an input shape: engines checked / timed
+                self._update_report("prefix_engine", {**(self.report or {}).get("prefix_engine", {}),
+                                                      **prefix.decision})
+            fresh = lambda: prefix.run(run, inputs)  # noqa: E731
         if self.feature_cache is not None:
-            return self.feature_cache.forward(run, indices)
-        return run()
+            return self.feature_cache.forward(run, indices, fresh)
+        return fresh()
 
     # -- the report ---------------------------------------------------------------------------
     def build_report(self, model: paddle.nn.Layer) -> Dict[str, Any]:
@@ -160,8 +173,12 @@ class FreezeController(Callback):
         self.audit.check("end of training")
         summary = self.audit.summary()
         logger.info(summary)
+        self._update_report("audit", summary)
+
+    def _update_report(self, key: str, value: Any) -> None:
+        """Add ``key`` to the report and rewrite ``freeze_report.json`` (main rank only)."""
         if self.report is not None and self._report_path:
-            self.report["audit"] = summary
+            self.report[key] = value
             atomic_write_json(self._report_path, self.report)
 
     @property

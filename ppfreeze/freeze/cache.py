@@ -3,12 +3,14 @@
 When the frozen layers form a prefix that is ``cut`` (no backward, BN statistics frozen) and
 every training transform is deterministic, the activation leaving the prefix is the same for a
 given image in every epoch. The first time an image is seen its activation is recorded; later
-batches whose images are all recorded skip the prefix: its units pass their input through and
-the boundary unit returns the recorded activation.
+batches whose images are all recorded skip the prefix: its units stand aside and the boundary
+unit returns the recorded activation (``replay.py``, shared with the prefix engine).
 
-That replay assumes the model runs its units one after the other (true for the ResNet / PPLCNet
-/ RecModel units ppfreeze declares). It is checked, not trusted: the first replayed batch is
-also run normally and the outputs must be bit-identical, or caching switches itself off.
+That replay assumes that nothing computed before the boundary reaches the output except through
+it (true for the ResNet / PPLCNet / RecModel / ViT units ppfreeze declares). It is checked, not
+trusted: the first replayed batch is also run normally and the outputs must be bit-identical,
+or caching switches itself off. With a prefix engine (``Freeze.prefix_engine``) the recorded
+activation is the engine's output.
 """
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import numpy as np
 import paddle
+
+from .replay import PrefixReplay, arrays, replay_blocker, restoring_state
 
 logger = logging.getLogger("ppfreeze")
 
@@ -32,30 +36,9 @@ def cache_blocker(plan: Any, random_ops: List[str]) -> Optional[str]:
     """
     if plan.spec.cache_features is False:
         return "cache_features: false"
-    boundary = plan.current.cut_boundary
-    if boundary is None:
-        return "no frozen prefix is cut (method cut / auto with a frozen prefix is required)"
-    if random_ops:
+    if plan.current.cut_boundary is not None and random_ops:
         return f"training transforms are random ({', '.join(random_ops)}): each epoch sees new pixels"
-    stats_frozen = set(plan.current.stats_frozen_layers())
-    for unit in plan.index.units_through(boundary):
-        layer = plan.index.layers.get(unit)
-        if layer is None:
-            return f"the frozen prefix has a bare parameter ({unit}) instead of a layer"
-        subs = [(unit, layer)] + [(f"{unit}.{n}", sub) for n, sub in layer.named_sublayers()]
-        if any(_is_random_layer(sub) for _, sub in subs):
-            return f"the frozen prefix has dropout or drop-path ({unit})"
-        if any(name in plan.index.bn_layers and name not in stats_frozen for name, _ in subs):
-            return (f"BN in the frozen prefix ({unit}) normalises with batch statistics, so an image's features "
-                    f"depend on its batch (use bn: frozen to allow caching)")
-    return None
-
-
-def _is_random_layer(layer: paddle.nn.Layer) -> bool:
-    """Layers whose training-mode output is random: dropout and stochastic depth with a rate > 0."""
-    if isinstance(layer, paddle.nn.Dropout):
-        return float(getattr(layer, "p", 0.0)) > 0.0
-    return float(getattr(layer, "drop_prob", 0.0) or 0.0) > 0.0
+    return replay_blocker(plan)
 
 
 class FeatureCache:
@@ -66,6 +49,7 @@ class FeatureCache:
         self.boundary = plan.current.cut_boundary
         self.layers = plan.index.layers
         self.units = plan.index.units_through(self.boundary)
+        self.replay = PrefixReplay(model, plan.index, self.boundary)
         self.store: Dict[int, np.ndarray] = {}
         self.nbytes = 0
         self.verified = False
@@ -91,55 +75,57 @@ class FeatureCache:
                     cache.boundary, len(cache.units))
         return cache
 
-    def forward(self, run: Callable[[], Any], indices: Optional[paddle.Tensor]) -> Any:
-        """``run()`` the model, replaying recorded activations when every image in the batch has one."""
+    def forward(self, run: Callable[[], Any], indices: Optional[paddle.Tensor],
+                fresh: Optional[Callable[[], Any]] = None) -> Any:
+        """``run()`` the model, replaying recorded activations when every image in the batch has one.
+
+        ``fresh`` computes a batch whose activations are not all recorded (default ``run``; the
+        prefix engine passes a call that runs the prefix on it): its boundary output is recorded.
+        """
+        fresh = fresh or run
         if not self.enabled or indices is None:
-            return run()
+            return fresh()
         keys = [int(i) for i in np.asarray(indices).reshape(-1)]
         if any(k not in self.store for k in keys):
-            with self._recording(keys):
-                return run()
+            # observing: which units feed the model's own code, and their shapes for this input shape
+            with self._recording(keys), self.replay.observing():
+                return fresh()
         cached = paddle.to_tensor(np.stack([self.store[k] for k in keys]))
         if self.verified:
             self.replays += 1
-            with self._replaying(cached):
+            with self.replay.feeding(cached):
                 return run()
-        return self._verify(run, cached)
+        return self._verify(run, fresh, cached)
 
-    def _verify(self, run: Callable[[], Any], cached: paddle.Tensor) -> Any:
+    def _verify(self, run: Callable[[], Any], fresh: Callable[[], Any], cached: paddle.Tensor) -> Any:
         """Replay once beside a normal run; keep caching only if the outputs are bit-identical."""
-        model_state = {k: v.numpy().copy() for k, v in self.model.state_dict().items()}
-        rng = paddle.get_rng_state()
+        problem = self.replay.stand_in_problem(self.replay.prefix_units[:-1])
         try:
-            with paddle.no_grad(), self._replaying(cached):
-                replayed = _arrays(run())
+            with restoring_state(self.model), paddle.no_grad(), self.replay.feeding(cached):  # BN stats, RNG undone
+                replayed = None if problem else arrays(run())
         except Exception as e:  # e.g. a unit that does not take the previous unit's output
-            replayed, error = None, e
-        finally:
-            self.model.set_state_dict(model_state)  # undo the BN statistics the replay moved
-            paddle.set_rng_state(rng)
-        out = run()
-        self.verified = replayed is not None and len(replayed) == len(_arrays(out)) and all(
-            np.array_equal(a, b) for a, b in zip(replayed, _arrays(out)))
+            replayed, problem = None, f"replay failed: {e}"
+        out = fresh()
+        self.verified = replayed is not None and len(replayed) == len(arrays(out)) and all(
+            np.array_equal(a, b) for a, b in zip(replayed, arrays(out)))
         self.replays += int(self.verified)
         if not self.verified:
-            self.enabled = False
-            self.store.clear()
-            why = f"replay failed: {error}" if replayed is None else "replay did not reproduce the model output"
-            logger.warning("Freeze: %s; caching is off (the model's units may not run one after the other, or "
-                           "the prefix is not deterministic)", why)
+            self._switch_off(f"{problem or 'replay did not reproduce the model output'} (the model's units may not "
+                             f"run one after the other, or the prefix is not deterministic)")
         return out
+
+    def _switch_off(self, why: str) -> None:
+        self.enabled = False
+        self.store.clear()
+        logger.warning("Freeze: %s; caching is off", why)
 
     @contextlib.contextmanager
     def _recording(self, keys: List[int]) -> Iterator[None]:
         def record(layer, inputs, output):
             if self.nbytes > MAX_CACHE_BYTES or not self.enabled:
                 return None
-            if not isinstance(output, paddle.Tensor):  # e.g. an HRNet stage hands on a list of branches
-                self.enabled = False
-                self.store.clear()
-                logger.warning("Freeze: '%s' returns a %s, not one tensor; caching is off", self.boundary,
-                               type(output).__name__)
+            if not isinstance(output, paddle.Tensor):  # e.g. Swin's (tokens, (H, W))
+                self._switch_off(f"'{self.boundary}' returns a {type(output).__name__}, not one tensor")
                 return None
             values = output.numpy()
             for k, v in zip(keys, values):
@@ -153,27 +139,3 @@ class FeatureCache:
         finally:
             if handle is not None:
                 handle.remove()
-
-    @contextlib.contextmanager
-    def _replaying(self, cached: paddle.Tensor) -> Iterator[None]:
-        # instance attributes shadow the class's forward for this call only; restored below
-        for unit in self.units:
-            self.layers[unit].forward = (lambda *a, **k: cached) if unit == self.boundary else _pass_through
-        try:
-            yield
-        finally:
-            for unit in self.units:
-                del self.layers[unit].forward
-
-
-def _pass_through(x: Any, *args: Any, **kwargs: Any) -> Any:
-    return x
-
-
-def _arrays(out: Any) -> List[np.ndarray]:
-    """Every tensor of a model output (a tensor, a dict or a list of them) as numpy, in a stable order."""
-    if isinstance(out, dict):
-        return [out[k].numpy() for k in sorted(out)]
-    if isinstance(out, (list, tuple)):  # GoogLeNet: [logits, aux1, aux2]
-        return [a for o in out for a in _arrays(o)]
-    return [out.numpy()]

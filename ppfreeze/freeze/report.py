@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 
 CACHE_FEATURES_NOTE = ("auto: when training starts, a cut prefix with deterministic transforms has its output "
                        "cached per image (train.log says whether and why not); false: never")
+PREFIX_ENGINE_NOTE = ("the engine that runs a cut prefix: dygraph (bit-exact), static, inference or auto; "
+                      "decided and checked against dygraph on the first batch (train.log and 'used' / 'why' "
+                      "here say which and why)")
 
 
 def _share(part: float, total: float) -> float:
@@ -45,6 +48,7 @@ def build_report(plan: "FreezePlan", model: paddle.nn.Layer, image_shape: Sequen
                       "params_unfrozen": _unfrozen_at(plan, m.epoch)} for m in plan.spec.schedule],
         "verify": plan.spec.verify,
         "cache_features": {"value": plan.spec.cache_features, "note": CACHE_FEATURES_NOTE},
+        "prefix_engine": {"requested": plan.spec.prefix_engine, "note": PREFIX_ENGINE_NOTE},
     }
 
 
@@ -149,6 +153,9 @@ def format_report(report: Dict[str, Any]) -> str:
                      f"lr_mult {m['lr_mult']:g}, bn {m['bn']}")
     lines.append(f"  verify: {report['verify']}; cache_features: {report['cache_features']['value']} "
                  f"({report['cache_features']['note']})")
+    engine = report.get("prefix_engine")
+    if engine and engine["requested"] != "dygraph":
+        lines.append(f"  prefix_engine: {engine['requested']} ({engine['note']})")
     return "\n".join(lines)
 
 

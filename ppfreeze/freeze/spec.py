@@ -17,9 +17,11 @@ BN_POLICIES = ("frozen", "freeze_stats", "freeze_affine", "train")
 # LayerNorm / GroupNorm have no running statistics: only their affine weight and bias
 LN_POLICIES = ("frozen", "train")
 VERIFY_MODES = ("never", "end", "epoch")
+PREFIX_ENGINES = ("dygraph", "static", "inference", "auto")
+PREFIX_ENGINE_KEYS = ("name", "use_tensorrt")
 
 TOP_KEYS = ("until", "stages", "method", "bn", "ln", "rules", "peft", "lr_mult", "layer_decay", "schedule", "strict",
-            "verify", "allow_random_frozen", "cache_features")
+            "verify", "allow_random_frozen", "cache_features", "prefix_engine")
 RULE_KEYS = ("select", "exclude", "types", "method", "bn", "ln", "lr_mult")
 MILESTONE_KEYS = ("epoch", "unfreeze", "lr_mult", "bn")
 # parameter-efficient fine-tuning methods and the keys each one takes (docs/freeze.md, "PEFT")
@@ -104,6 +106,8 @@ class FreezeSpec:
     verify: Union[str, int] = "epoch"
     allow_random_frozen: bool = False
     cache_features: Union[str, bool] = "auto"
+    prefix_engine: str = "dygraph"
+    prefix_engine_tensorrt: bool = False
 
     @property
     def is_empty(self) -> bool:
@@ -148,6 +152,7 @@ def parse_freeze_spec(cfg: Optional[Dict[str, Any]], key: str = "Freeze") -> Fre
         verify=_parse_verify(cfg.get("verify", "epoch"), f"{key}.verify"),
         allow_random_frozen=_bool(cfg.get("allow_random_frozen", False), f"{key}.allow_random_frozen"),
         cache_features=_parse_cache_features(cfg.get("cache_features", "auto"), f"{key}.cache_features"),
+        **_parse_prefix_engine(cfg.get("prefix_engine", "dygraph"), f"{key}.prefix_engine"),
     )
 
 
@@ -354,3 +359,12 @@ def _parse_cache_features(value: Any, key: str) -> Union[str, bool]:
         raise ConfigError(key, "true is not a mode: caching happens whenever it is safe",
                           "use auto (cache when the frozen prefix is cut and transforms are deterministic) or false")
     return value
+
+
+def _parse_prefix_engine(value: Any, key: str) -> Dict[str, Any]:
+    """``dygraph | static | inference | auto``, or ``{name: ..., use_tensorrt: bool}`` (GPU hosts)."""
+    options = value if isinstance(value, dict) else {"name": value}
+    _check_keys(options, PREFIX_ENGINE_KEYS, key)
+    name = _choice(options.get("name"), PREFIX_ENGINES, f"{key}.name" if isinstance(value, dict) else key)
+    return {"prefix_engine": name,
+            "prefix_engine_tensorrt": _bool(options.get("use_tensorrt", False), f"{key}.use_tensorrt")}
