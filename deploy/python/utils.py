@@ -20,6 +20,7 @@ from ppfreeze.config.schema import check_typed_keys  # noqa: E402
 from ppfreeze.errors import DataIntegrityError, PPFreezeError, report  # noqa: E402
 from ppfreeze.data import POSTPROCESS, create_operators  # noqa: E402
 from ppfreeze.export.inference_yml import read_inference_yml  # noqa: E402
+from ppfreeze.runtime_env import configure_threads, current_choice  # noqa: E402
 from ppfreeze.utils.builder import split_component  # noqa: E402
 
 logger = logging.getLogger("deploy")
@@ -57,9 +58,17 @@ def load_deploy_config(path: str, overrides: Optional[List[str]] = None) -> Dict
     if glob.get("batch_size", 1) < 1:
         raise ConfigError("Global.batch_size", f"must be >= 1, got {glob['batch_size']}")
     defaults = {k: d for k, (_, d) in GLOBAL_DEFAULTS.items()}
-    defaults["cpu_num_threads"] = os.cpu_count() or 1
     cfg["Global"] = {**defaults, **{k: v for k, v in glob.items() if v is not None}}
+    decide_cpu_threads(cfg["Global"])
     return cfg
+
+
+def decide_cpu_threads(glob: Dict[str, Any]) -> int:
+    """``Global.cpu_num_threads`` decided before paddle is imported (``ppfreeze/runtime_env.py``):
+    the given count, else the user's OMP_NUM_THREADS, else every available core; written back."""
+    glob["cpu_num_threads"] = configure_threads(glob.get("cpu_num_threads"), "Global.cpu_num_threads")
+    logger.info("CPU threads: %d (%s)", glob["cpu_num_threads"], current_choice().source)
+    return glob["cpu_num_threads"]
 
 
 def _postprocess_component(post: Dict[str, Any], key: str) -> Dict[str, Any]:
