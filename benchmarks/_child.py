@@ -20,6 +20,7 @@ def run_json_child(script: str, args: List[str], env: Optional[Dict[str, str]] =
     proc = subprocess.run([python or sys.executable, script, "--child", *args], env=env, cwd=cwd,
                           stdout=subprocess.PIPE, stderr=None if show_stderr else subprocess.PIPE, text=True)
     if proc.returncode:
-        raise RuntimeError(f"{script} --child {' '.join(args)} exited {proc.returncode}:\n{(proc.stderr or '')[-3000:]}")
+        tail = (proc.stderr or "")[-3000:]
+        raise RuntimeError(f"{script} --child {' '.join(args)} exited {proc.returncode}:\n{tail}")
     out = proc.stdout
     return json.loads([ln for ln in out.splitlines() if ln.startswith("{")][-1])
