@@ -30,12 +30,12 @@ def run_child(args) -> None:
     import numpy as np
 
     from ppfreeze.config import load_config
-    from ppfreeze.engine.runtime import configure_threads
+    from ppfreeze.runtime_env import configure_threads
 
     config = load_config(args.config, [f"Freeze.cache_features={args.mode}", f"Global.epochs={args.epochs}",
                                        "Global.pretrained_model=null", "Freeze.allow_random_frozen=true",
                                        "Global.eval_during_train=false", f"Global.output_dir={args.out}"])
-    configure_threads(config["Global"])  # as tools/train.py does, before paddle is imported
+    configure_threads(config["Global"].get("num_threads"))  # as tools/train.py does, before paddle is imported
     sys.path.insert(0, os.path.join(ROOT, "tools"))
     from make_demo_data import ensure_demo_data
     from ppfreeze.engine import Engine

@@ -1,6 +1,7 @@
 """Shared command-line handling for ``tools/*.py``: ``-c``, ``-o``, clean error exits.
 
-Kept free of paddle imports so ``Global.num_threads`` can be applied before paddle loads.
+Kept free of paddle imports so ``Global.num_threads`` is applied before paddle loads (importing
+paddle pins one thread otherwise; ``ppfreeze/runtime_env.py``).
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from .config import load_config
 from .errors import PPFreezeError, report
+from .runtime_env import configure_threads
 
 EPILOG = """override examples:
   -o Global.epochs=5 -o Global.device=cpu
@@ -35,8 +37,7 @@ def run_tool(parser: argparse.ArgumentParser, job: Callable[[Dict[str, Any], arg
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config, args.override)
-        from .engine.runtime import configure_threads
-        configure_threads(config["Global"])
+        configure_threads(config["Global"].get("num_threads"))   # before anything imports paddle
         job(config, args)
     except PPFreezeError as e:  # a user-fixable problem: one message; anything else is a bug (traceback)
         return report(e)

@@ -303,6 +303,23 @@ def test_augmentation_and_order_are_a_function_of_seed_and_epoch(tiny):
         np.testing.assert_array_equal(xa, xw)
 
 
+def test_loader_defaults_decode_in_workers_with_the_same_batches(tiny, caplog):
+    from ppfreeze.data.loader import _shared_memory_fits, build_dataloader
+    from ppfreeze.runtime_env import default_num_workers
+    cfg = _loader_cfg(tiny)
+    del cfg["Train"]["loader"]
+    with caplog.at_level("INFO", logger="ppfreeze"):
+        loader = build_dataloader(cfg, "Train", seed=3)
+    workers = default_num_workers()
+    assert loader.num_workers == workers
+    assert loader.use_shared_memory == (workers > 0 and _shared_memory_fits())
+    assert f"DataLoader.Train.loader: num_workers {workers}, use_shared_memory" in caplog.text
+    single = _epoch(build_dataloader(_loader_cfg(tiny, workers=0), "Train", seed=3), 1)
+    for (xd, yd), (xs, ys) in zip(_epoch(loader, 1), single):
+        np.testing.assert_array_equal(xd, xs)
+        np.testing.assert_array_equal(yd, ys)
+
+
 # ----------------------------------------------------------------------------- postprocess
 def test_topk_on_logits_probabilities_and_label_map(tmp_path):
     (tmp_path / "labels.txt").write_text("0 tench fish\n1 goldfish\n2 great white shark\n")

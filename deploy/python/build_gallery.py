@@ -35,14 +35,14 @@ from ppfreeze.retrieval import GalleryIndex, read_gallery_file  # noqa: E402
 from ppfreeze.retrieval.lock import DEFAULT_LOCK_TIMEOUT, index_lock  # noqa: E402
 from ppfreeze.utils.images import batched, preprocess_images  # noqa: E402
 from ppfreeze.utils.io import file_sha256  # noqa: E402
-from utils import ImageFailures, build_pipeline, run_deploy  # noqa: E402
+from utils import ImageFailures, build_pipeline, decide_cpu_threads, run_deploy  # noqa: E402
 
 logger = logging.getLogger("deploy")
 
 # PaddleClas deploy keys (inference_general.yaml / build_gallery yaml) -> default
 GLOBAL_DEFAULTS: Dict[str, Any] = {
     "rec_inference_model_dir": None, "infer_imgs": None, "batch_size": 32, "use_gpu": False, "gpu_mem": 8000,
-    "gpu_id": 0, "enable_mkldnn": True, "cpu_num_threads": 1, "use_fp16": False, "use_tensorrt": False,
+    "gpu_id": 0, "enable_mkldnn": True, "cpu_num_threads": None, "use_fp16": False, "use_tensorrt": False,
     "use_onnx": False, "ir_optim": True, "save_results": None,
 }
 INDEX_DEFAULTS: Dict[str, Any] = {
@@ -120,6 +120,7 @@ def load_rec_config(path: str, overrides: Optional[List[str]], required: List[st
     if not timeout >= 0:
         raise ConfigError("IndexProcess.lock_timeout", f"expected seconds >= 0, got {timeout!r}")
     cfg["IndexProcess"]["lock_timeout"] = timeout
+    decide_cpu_threads(cfg["Global"])
     return cfg
 
 
@@ -220,6 +221,7 @@ class FeatureExtractor:
                                    use_onnx=glob["use_onnx"], ir_optim=glob["ir_optim"],
                                    max_batch_size=self.batch_size)
         self.model_hash = weights_hash(self.predictor.files)
+        logger.info("backend: %s", self.predictor.backend)
 
     def batches(self, paths: List[str]) -> Iterator[Tuple[List[str], np.ndarray, List[Tuple[str, str]]]]:
         """Per batch: ``(paths used, their features [n, D], [(path, what was wrong), ...])``.

@@ -54,7 +54,8 @@ class Predictor:
             use_fp16 = use_tensorrt = False
         if use_onnx:
             self._session = _onnx_session(self.files, use_gpu, cpu_num_threads)
-            self.backend = "onnxruntime"
+            threads = self._session.get_session_options().intra_op_num_threads
+            self.backend = "onnxruntime" + ("" if use_gpu else f", {threads} CPU threads")
             return
         self._session = None
         self.config = _paddle_config(self.files, use_gpu, gpu_mem, gpu_id, enable_mkldnn, cpu_num_threads,
@@ -65,7 +66,8 @@ class Predictor:
         self._output = self._predictor.get_output_handle(self._predictor.get_output_names()[0])
         self.backend = "paddle.inference " + ("gpu" if use_gpu else "cpu") + \
             (" tensorrt" if use_tensorrt else "") + (" fp16" if use_fp16 else "") + \
-            (" onednn" if not use_gpu and self.config.mkldnn_enabled() else "")
+            (" onednn" if not use_gpu and self.config.mkldnn_enabled() else "") + \
+            ("" if use_gpu else f", {self.config.cpu_math_library_num_threads()} CPU threads")  # read back
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Run one float32 ``[N, C, H, W]`` batch; returns the model's single output."""

@@ -20,6 +20,7 @@ from ppfreeze.config.schema import check_typed_keys  # noqa: E402
 from ppfreeze.errors import DataIntegrityError, PPFreezeError, report  # noqa: E402
 from ppfreeze.data import POSTPROCESS, create_operators  # noqa: E402
 from ppfreeze.export.inference_yml import read_inference_yml  # noqa: E402
+from ppfreeze.runtime_env import configure_threads, current_choice  # noqa: E402
 from ppfreeze.utils.builder import split_component  # noqa: E402
 
 logger = logging.getLogger("deploy")
@@ -29,7 +30,7 @@ _OPT_STR = (str, type(None))
 GLOBAL_DEFAULTS: Dict[str, Tuple[tuple, Any]] = {
     "infer_imgs": ((str,), None), "inference_model_dir": ((str,), None), "batch_size": ((int,), 1),
     "use_gpu": ((bool,), False), "gpu_mem": ((int,), 8000), "gpu_id": ((int,), 0),
-    "enable_mkldnn": ((bool,), True), "cpu_num_threads": ((int,), None), "use_fp16": ((bool,), False),
+    "enable_mkldnn": ((bool,), True), "cpu_num_threads": ((int, type(None)), None), "use_fp16": ((bool,), False),
     "use_tensorrt": ((bool,), False), "use_onnx": ((bool,), False), "ir_optim": ((bool,), True),
     "enable_benchmark": ((bool,), False), "save_results": (_OPT_STR, None),
 }
@@ -57,9 +58,17 @@ def load_deploy_config(path: str, overrides: Optional[List[str]] = None) -> Dict
     if glob.get("batch_size", 1) < 1:
         raise ConfigError("Global.batch_size", f"must be >= 1, got {glob['batch_size']}")
     defaults = {k: d for k, (_, d) in GLOBAL_DEFAULTS.items()}
-    defaults["cpu_num_threads"] = os.cpu_count() or 1
     cfg["Global"] = {**defaults, **{k: v for k, v in glob.items() if v is not None}}
+    decide_cpu_threads(cfg["Global"])
     return cfg
+
+
+def decide_cpu_threads(glob: Dict[str, Any]) -> int:
+    """``Global.cpu_num_threads`` decided before paddle is imported (``ppfreeze/runtime_env.py``):
+    the given count, else the user's OMP_NUM_THREADS, else every available core; written back."""
+    glob["cpu_num_threads"] = configure_threads(glob.get("cpu_num_threads"), "Global.cpu_num_threads")
+    logger.info("CPU threads: %d (%s)", glob["cpu_num_threads"], current_choice().source)
+    return glob["cpu_num_threads"]
 
 
 def _postprocess_component(post: Dict[str, Any], key: str) -> Tuple[Dict[str, Any], Optional["SavePreLabel"]]:

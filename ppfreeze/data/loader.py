@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 import random
+import sys
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 import cv2
@@ -29,6 +31,7 @@ from paddle.io.dataloader.collate import default_collate_fn
 
 from ..config.errors import ConfigError, check_mapping, did_you_mean
 from ..errors import DataIntegrityError
+from ..runtime_env import default_num_workers
 from ..utils.builder import split_component
 # imported for their registrations (datasets, samplers)
 from . import cifar as _cifar, dataset as _dataset, multi_scale as _multi_scale  # noqa: F401
@@ -40,7 +43,10 @@ from .sampler import derive_seed
 
 logger = logging.getLogger("ppfreeze")
 
-_LOADER_DEFAULTS = {"num_workers": 0, "use_shared_memory": True}
+_LOADER_KEYS = ("num_workers", "use_shared_memory")
+# Below this much free /dev/shm, worker batches go through pipes (Docker's default is 64 MB: a few
+# 224-px batches in flight fill it, and a worker that cannot write its batch dies).
+_MIN_FREE_SHM = 1 << 30
 SKIP_KEY = "skip_bad_images"
 
 
@@ -354,16 +360,37 @@ def _build_sampler(sampler_cfg: Dict[str, Any], key: str, dataset: Any, seed: in
 
 
 def _loader_options(loader_cfg: Optional[Dict[str, Any]], key: str) -> Dict[str, Any]:
+    """``num_workers`` and ``use_shared_memory``; unset, the defaults of docs/design.md (data loading)."""
     loader_cfg = loader_cfg or {}
-    check_mapping(loader_cfg, key, list(_LOADER_DEFAULTS), "{num_workers: 0, use_shared_memory: true}",
+    check_mapping(loader_cfg, key, list(_LOADER_KEYS), "{num_workers: 2, use_shared_memory: true}",
                   "loader option")
-    options = {**_LOADER_DEFAULTS, **loader_cfg}
-    workers = options["num_workers"]
+    options = {k: v for k, v in loader_cfg.items() if v is not None}
+    defaulted = [k for k in _LOADER_KEYS if k not in options]
+    workers = options.setdefault("num_workers", default_num_workers())
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
         raise ConfigError(f"{key}.num_workers", f"expected an integer >= 0, got {workers!r}")
-    if not isinstance(options["use_shared_memory"], bool):
-        raise ConfigError(f"{key}.use_shared_memory", f"expected true or false, got {options['use_shared_memory']!r}")
+    shared = options.setdefault("use_shared_memory", workers > 0 and _shared_memory_fits())
+    if not isinstance(shared, bool):
+        raise ConfigError(f"{key}.use_shared_memory", f"expected true or false, got {shared!r}")
+    if defaulted:
+        logger.info("%s: num_workers %d, use_shared_memory %s (%s by default; docs/design.md)", key, workers,
+                    str(shared).lower(), " and ".join(defaulted))
+    if workers > 0 and shared and sys.platform.startswith("linux") and not _shared_memory_fits():
+        logger.warning("%s.use_shared_memory: /dev/shm has less than %d MB free; workers whose batches do not "
+                       "fit die (set use_shared_memory: false, or give the container more, e.g. docker "
+                       "--shm-size=2g)", key, _MIN_FREE_SHM >> 20)
     return options
+
+
+def _shared_memory_fits() -> bool:
+    """Linux with at least ``_MIN_FREE_SHM`` free in /dev/shm (where Paddle puts worker batches)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        stat = os.statvfs("/dev/shm")
+    except OSError:
+        return False
+    return stat.f_bavail * stat.f_frsize >= _MIN_FREE_SHM
 
 
 def _build_batch_ops(op_cfgs: Optional[List[Any]], key: str, class_num: Optional[int]) -> List[Callable]:

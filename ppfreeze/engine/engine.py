@@ -34,7 +34,7 @@ from .freezing import FreezeController
 from .logger import setup_logger
 from .meters import DivergenceGuard, StepMeter
 from .run_dir import claim_output_dir
-from .runtime import is_main_process, seed_everything, setup_device, world_size
+from .runtime import configure_threads, is_main_process, seed_everything, setup_device, world_size
 
 logger = logging.getLogger("ppfreeze")
 
@@ -69,6 +69,7 @@ class Engine:
         self.is_main = is_main_process()
         setup_logger(os.path.join(self.output_dir, f"{mode}.log"), rank=0 if self.is_main else 1)
         self.device = setup_device(g.get("device", "auto"))
+        configure_threads(g)   # Global.num_threads (library use: paddle came first); logs the count read back
         self.seed = g.get("seed") if g.get("seed") is not None else 0
         seed_everything(self.seed)
         self.model = self.build_arch(config["Arch"])

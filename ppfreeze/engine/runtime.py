@@ -2,33 +2,28 @@
 from __future__ import annotations
 
 import logging
-import os
 import random
 from typing import Any, Dict
 
 import numpy as np
 
+from .. import runtime_env
 from ..config.errors import ConfigError
 
 logger = logging.getLogger("ppfreeze")
 
 
 def configure_threads(global_cfg: Dict[str, Any]) -> int:
-    """Set the CPU thread count from ``Global.num_threads`` BEFORE paddle is imported.
+    """Apply ``Global.num_threads`` to this process (paddle is imported here) and log the count
+    in effect, read back from the OpenMP runtime; returns the count.
 
-    Paddle pins OMP_NUM_THREADS=1 when it is unset (docs/design.md), which halves CPU training
-    speed on 2 cores; we default to every core unless the user set the variable themselves.
+    Tools decide the threads before paddle is imported (``ppfreeze/runtime_env.py``, called by
+    ``ppfreeze/cli.py``); this applies the same decision again for library use, where paddle
+    came first and pinned one thread.
     """
-    n = global_cfg.get("num_threads")
-    if n is None:
-        # processes started together by paddle.distributed.launch share the cores
-        local_procs = int(os.environ.get("PADDLE_LOCAL_SIZE", "1") or 1)
-        n = int(os.environ.get("OMP_NUM_THREADS", 0)) or max(1, (os.cpu_count() or 1) // local_procs)
-    if n < 1:
-        raise ConfigError("Global.num_threads", f"must be >= 1, got {n}")
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(n)
-    return n
+    count = runtime_env.configure_threads(global_cfg.get("num_threads"))
+    logger.info(runtime_env.describe_threads())
+    return count
 
 
 def setup_device(device: str) -> str:
