@@ -39,6 +39,7 @@ import io
 import json
 import os
 import pickle
+import random
 import re
 import shutil
 import signal
@@ -549,14 +550,18 @@ def _shell(cmd: List[str]) -> str:
 
 
 # ----------------------------------------------------------------------------- report
-def write_report(results: List[Dict[str, Any]], skipped: Dict[str, List], args, out: str) -> Dict[str, Any]:
+def write_report(results: List[Dict[str, Any]], skipped: Dict[str, List], args, out: str,
+                 in_scope: Optional[List[str]] = None) -> Dict[str, Any]:
+    """Write report.json / report.md; ``in_scope`` (all in-scope configs) lets a partial run list what it did not run."""
     ran = [r for r in results]
     passed = [r for r in ran if r["status"] == "pass"]
+    done = {r["config"] for r in ran}
+    not_run = [rel for rel in (in_scope or []) if rel not in done]
     summary = {"paddleclas": args.paddleclas, "match": args.match, "size": args.size,
-               "in_scope": len(ran), "passed": len(passed),
+               "in_scope": len(ran) + len(not_run), "ran": len(ran), "passed": len(passed),
                "pass_rate": round(len(passed) / len(ran), 4) if ran else None,
                "date": time.strftime("%Y-%m-%d"), "python": args.python}
-    report = {"summary": summary, "results": results, "wrapper_not_registered": skipped["wrapper"],
+    report = {"summary": summary, "results": results, "not_run": not_run, "wrapper_not_registered": skipped["wrapper"],
               "out_of_scope": skipped["out"], "no_train_section": skipped["no_train"]}
     with open(os.path.join(out, "report.json"), "w") as f:
         json.dump(report, f, indent=1)
@@ -567,8 +572,8 @@ def write_report(results: List[Dict[str, Any]], skipped: Dict[str, List], args, 
 
 def markdown(report: Dict[str, Any]) -> str:
     s = report["summary"]
-    lines = [f"Passed **{s['passed']} / {s['in_scope']}** in-scope configs "
-             f"({100 * (s['pass_rate'] or 0):.1f} %), {s['date']}, crop {s['size']} px.", ""]
+    lines = [f"Passed **{s['passed']} / {s['ran']}** configs run ({100 * (s['pass_rate'] or 0):.1f} %) of "
+             f"{s['in_scope']} in scope, {s['date']}, crop {s['size']} px.", ""]
     failed = [r for r in report["results"] if r["status"] != "pass"]
     if failed:
         by_cause = collections.defaultdict(list)
@@ -583,6 +588,9 @@ def markdown(report: Dict[str, Any]) -> str:
     lines += ["| config | result | seconds | ppfreeze commit |", "|---|---|---:|---|"]
     lines += [f"| `{r['config']}` | {r['status']} | {r['seconds']} | {r.get('commit', '')} |"
               for r in sorted(report["results"], key=lambda r: r["config"])]
+    if report.get("not_run"):
+        lines += ["", f"In scope but not run in this measurement ({len(report['not_run'])} configs):", ""]
+        lines += [f"- `{c}`" for c in report["not_run"]]
     if report["wrapper_not_registered"]:
         lines += ["", f"Not run: the wrapper model is not registered yet "
                       f"({len(report['wrapper_not_registered'])} configs):", ""]
@@ -625,6 +633,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep every run's directory")
     parser.add_argument("--keep-failed", action="store_true", help="keep the directories of failed runs")
     parser.add_argument("--list", action="store_true", help="print the in-scope configs and exit")
+    parser.add_argument("--shuffle", type=int, default=None, metavar="SEED",
+                        help="run the configs in a seeded random order, so that a run stopped early has measured "
+                             "a uniform sample of them (the report counts what was not run)")
     parser.add_argument("--retry-failed", action="store_true",
                         help="keep the passes of an existing OUT/report.json and run only the other in-scope "
                              "configs (each result records the ppfreeze commit that produced it)")
@@ -655,6 +666,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     commit = _commit()
     results = [kept[rel] for _, rel in in_scope if rel in kept]
     todo = [(path, rel) for path, rel in in_scope if rel not in kept]
+    if args.shuffle is not None:
+        random.Random(args.shuffle).shuffle(todo)
     if kept:
         print(f"keeping {len(results)} passes from {args.out}/report.json, running {len(todo)}", flush=True)
     for n, (path, rel) in enumerate(todo, 1):
@@ -663,8 +676,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         results.append(r)
         print(f"[{n}/{len(todo)}] {r['status']:7s} {r['seconds']:6.1f}s {rel}"
               + (f"  -- {r['first_error']}" if r["first_error"] else ""), flush=True)
-        write_report(results, skipped, args, args.out)
-    summary = write_report(results, skipped, args, args.out)
+        write_report(results, skipped, args, args.out, [rel for _, rel in in_scope])
+    summary = write_report(results, skipped, args, args.out, [rel for _, rel in in_scope])
     print(json.dumps(summary))
     return 0
 
