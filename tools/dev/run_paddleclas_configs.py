@@ -19,6 +19,9 @@ in a subprocess, with only these ``-o`` overrides:
   ``Global.output_dir`` to a temporary directory;
 - ``Global.pretrained_model`` / ``pretrained`` keys of ``Arch`` set to null / false where they ask
   for a download (``true``, a URL, or a path that does not exist): ppfreeze downloads nothing.
+  The members of a ``DistillationModel`` (``Arch.models``), often a frozen teacher that ppfreeze
+  refuses to freeze at random values, get the local file a user would have instead: random
+  weights with the member's keys, saved by this script.
 
 A config passes when ``tools/train.py`` exits 0 and its ``train.log`` shows the last of the 2
 training iterations and, where the config evaluates, an ``[Eval]`` result. The report
@@ -369,7 +372,39 @@ def _pretrained_overrides(cfg: Dict[str, Any]) -> List[Tuple[str, Any, str]]:
             for i, item in enumerate(node):
                 walk(item, f"{path}.{i}")
     walk(cfg.get("Arch"), "Arch")
+    # a frozen distillation member without weights (PaddleClas's configs leave the teacher's file
+    # to the user): it gets the stand-in file too (build_overrides)
+    arch = cfg.get("Arch") or {}
+    frozen = arch.get("freeze_params_list") or []
+    for i, member in enumerate(arch.get("models") or []):
+        if i < len(frozen) and frozen[i] is True and isinstance(member, dict) and len(member) == 1:
+            (name, model_cfg), = member.items()
+            if isinstance(model_cfg, dict) and not model_cfg.get("pretrained"):
+                out.append((f"Arch.models.{i}.{name}.pretrained", None, "no weights for a frozen member"))
     return out
+
+
+def _node_at(cfg: Dict[str, Any], key: str) -> Any:
+    node: Any = cfg
+    for part in key.split("."):
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    return node
+
+
+def _stand_in_weights(member: Dict[str, Any], out_dir: str, key: str) -> str:
+    """Save a randomly initialised model built from one ``Arch.models`` entry; its path (no suffix)."""
+    import paddle
+    from ppfreeze.arch import build_model
+    (name, model_cfg), = member.items() if "name" not in member else [(None, member)]
+    cfg = {k: v for k, v in dict(model_cfg if name else member).items() if k != "pretrained"}
+    if name:
+        cfg["name"] = name
+    for k in ("class_num", "num_classes"):
+        if isinstance(cfg.get(k), int) and cfg[k] > MAX_CLASS_NUM:
+            cfg[k] = SMALL_CLASS_NUM
+    path = os.path.join(out_dir, "stand_in_" + re.sub(r"\W", "_", key))
+    paddle.save(build_model(cfg, key).state_dict(), path + ".pdparams")
+    return path
 
 
 def _weights_exist(path: str) -> bool:
@@ -398,6 +433,11 @@ def build_overrides(cfg: Dict[str, Any], data: TinyData, out_dir: str, size: int
         put("Global.start_eval_epoch", 0)
         put("Global.max_eval_steps", EVAL_STEPS)
     for key, value, why in _pretrained_overrides(cfg):
+        if key.startswith("Arch.models.") and key.endswith(".pretrained"):
+            # a distillation member (often a frozen teacher): the user has the file PaddleClas would
+            # download; a stand-in with the model's keys takes its place (random values)
+            value = _stand_in_weights(_node_at(cfg, key.rsplit(".", 1)[0]), out_dir, key)
+            why += "; replaced by a local stand-in file of random weights with the model's keys"
         put(key, value)
         notes.append(f"{key}: {why}")
     # class_num
