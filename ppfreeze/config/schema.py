@@ -110,7 +110,8 @@ def _check_slim(slim: Any) -> None:
         if isinstance(slim, dict) and slim.get(kind):
             name = slim[kind].get("name") if isinstance(slim[kind], dict) else slim[kind]
             raise ConfigError(f"Slim.{kind}", f"{name!r} asks for PaddleSlim {what}, which ppfreeze does not "
-                                              "implement: training would give a float, unpruned model",
+                                              "implement: training would give a float model, "
+                                              f"{'not quantized' if kind == 'quant' else 'not pruned'}",
                               "remove the Slim section to train the float model")
 
 
