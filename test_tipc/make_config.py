@@ -46,12 +46,17 @@ def size_overrides(size: int) -> str:
             f" -o Infer.transforms.2.CropImage.size={size}")
 
 
+# families whose outputs need other losses / metrics than the quick start's: their own base config
+QUICK_START_OF = {"googlenet": "test_tipc/configs/GoogLeNet/GoogLeNet_quick_start.yaml"}
+
+
 def write_config(model: str, family: str, size: int) -> str:
     with open(TEMPLATE) as f:
         text = f.read()
     flags = size_overrides(size)
+    base = QUICK_START_OF.get(family, QUICK_START)
     text = text.replace("PPLCNet_x0_25", model)
-    text = text.replace(f"{QUICK_START} -o Arch.name={model}", f"{QUICK_START} -o Arch.name={model}{flags}")
+    text = text.replace(f"{QUICK_START} -o Arch.name={model}", f"{base} -o Arch.name={model}{flags}")
     path = os.path.join(ROOT, "test_tipc", "configs", FAMILY_DIRS.get(family, family), f"{model}_train_infer_python.txt")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:

@@ -3,6 +3,8 @@ import numpy as np
 import paddle
 import pytest
 
+from ppfreeze.errors import DataIntegrityError
+
 from ppfreeze.arch import MODELS, build_model
 from ppfreeze.arch.pretrained import LoadReport, load_pretrained, state_dict_from_file
 from ppfreeze.arch.utils import stop_after
@@ -142,7 +144,7 @@ def test_load_pretrained_errors(tmp_path):
         load_pretrained(model, str(tmp_path / "legacy"))
     assert "conv1_weights" in str(err.value)
     (tmp_path / "junk.pdparams").write_text("not weights")
-    with pytest.raises(ConfigError):
+    with pytest.raises(DataIntegrityError, match="junk.pdparams: is not a weights file"):  # exit 3, not 2
         load_pretrained(model, str(tmp_path / "junk.pdparams"))
 
 

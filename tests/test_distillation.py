@@ -205,7 +205,7 @@ def test_return_patterns_and_return_stages_add_inner_features_for_distance_losse
     assert float(loss(out, x_y()[1])["loss"]) == float(expected)
     resnet = build_model({"name": "ResNet18", "class_num": 12, "return_patterns": ["blocks[1]", "avg_pool"]})
     assert sorted(resnet(x_y()[0])) == ["avg_pool", "blocks[1]", "logits"]
-    with pytest.raises(ConfigError, match=r"Arch\.return_patterns\.0: model ResNet18 has no sublayer 'block\.1'"):
+    with pytest.raises(ConfigError, match=r"Arch\.return_patterns\.0: model ResNet18 has no sublayer 'block\[1\]'.*Did you mean: blocks\[1\]"):
         build_model({"name": "ResNet18", "return_patterns": ["block[1]"]})
 
 

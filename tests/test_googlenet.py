@@ -33,7 +33,7 @@ def test_googlenet_loss_refuses_label_smoothing_and_single_outputs():
     outs, label = _outputs()
     with pytest.raises(TypeError, match="aux1, aux2"):
         build_loss([{"GoogLeNetLoss": {}}], "Loss.Train")(outs[0], label)
-    with pytest.raises(TypeError, match="GoogLeNetLoss"):
+    with pytest.raises(ConfigError, match="GoogLeNetLoss"):
         CELoss()(outs, label)
 
 

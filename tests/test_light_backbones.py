@@ -33,7 +33,7 @@ def test_mobilenet_v3_dropout_prob_null_removes_the_dropout_layer():
     ({"name": "MobileNetV2", "data_format": "NHWC"}, "Arch.data_format"),
     ({"name": "MobileNetV4_hybrid_medium", "use_fused_attn": True}, "Arch.use_fused_attn"),
     ({"name": "MobileNetV4_conv_small", "drop_path_rate": 1.0}, "Arch.drop_path_rate"),
-    ({"name": "MobileNetV1", "return_patterns": ["blocks[0]"]}, "Arch.return_patterns"),
+    ({"name": "MobileNetV1", "return_patterns": ["blocks[99]"]}, "Arch.return_patterns.0"),
     ({"name": "GhostNet_x1_0", "scale": 0.5}, "Arch.scale"),
 ])
 def test_bad_arguments_are_config_errors_naming_the_key(cfg, key):

@@ -63,7 +63,12 @@ def stage_patterns(model: nn.Layer) -> List[str]:
     """PaddleClas-style names of the last unit of each trunk stage (``blocks[2]``, ``blocks3``)."""
     stages = getattr(model, "stages", None) or {}
     units = [list(u)[-1] for s, u in stages.items() if s not in ("stem", "head") and u]
-    return [re.sub(r"\.(\d+)", r"[\1]", u) for u in units]
+    return _as_patterns(units)
+
+
+def _as_patterns(names: Any) -> List[str]:
+    """Sublayer names written as PaddleClas writes them (``blocks.2.conv`` -> ``blocks[2].conv``)."""
+    return [re.sub(r"\.(\d+)", r"[\1]", n) for n in names]
 
 
 def attach_returns(model: nn.Layer, return_patterns: Optional[List[str]], return_stages: Any, key: str) -> None:
@@ -76,8 +81,8 @@ def attach_returns(model: nn.Layer, return_patterns: Optional[List[str]], return
     for i, pattern in enumerate(patterns):
         name = sublayer_name(pattern)
         if name not in layers:
-            raise ConfigError(f"{key}.return_patterns.{i}", f"model {type(model).__name__} has no sublayer '{name}'",
-                              f"PaddleClas writes list items as blocks[2].{did_you_mean(name, layers)}")
+            raise ConfigError(f"{key}.return_patterns.{i}", f"model {type(model).__name__} has no sublayer '{pattern}'",
+                              f"PaddleClas writes list items as blocks[2].{did_you_mean(pattern, _as_patterns(layers))}")
         layers[name].register_forward_post_hook(RecordOutput(store, pattern))
     model.register_forward_post_hook(CollectOutputs(store))
 

@@ -21,12 +21,13 @@ def logits_of(output: ModelOutput) -> paddle.Tensor:
     output = primary_output(output)
     if isinstance(output, dict):
         if "logits" not in output:
-            raise KeyError(f"the model returned a dict without 'logits' (keys: {sorted(output)}); "
-                           "a classification loss or metric needs the logits")
+            raise ConfigError("Loss", f"the model returned a dict without 'logits' (keys: {sorted(output)})",
+                              "a classification loss or metric needs the logits")
         return output["logits"]
     if isinstance(output, (list, tuple)):
-        raise TypeError(f"the model returned {len(output)} outputs (GoogLeNet: [logits, aux1, aux2]); "
-                        "use GoogLeNetLoss and GoogLeNetTopkAcc with it")
+        # a user mistake (the config pairs the model with the wrong loss / metric), not a bug
+        raise ConfigError("Loss", f"the model returned {len(output)} outputs (GoogLeNet: [logits, aux1, aux2])",
+                          "use GoogLeNetLoss in Loss and GoogLeNetTopkAcc in Metric with it")
     return output
 
 
