@@ -135,7 +135,7 @@ class DistillationPairLoss(nn.Layer):
             raise ConfigError("base_loss_name", f"expected the name of a base loss, got {base_loss_name!r}",
                               f"one of {', '.join(PAIR_LOSSES.names())}")
         if type(s_key) is not type(t_key) or not isinstance(s_key, (type(None), str, list)):
-            raise ConfigError("s_key", f"s_key {s_key!r} and t_key {t_key!r} must both be strings, both lists or "
+            raise ConfigError("s_key", f"{s_key!r}, and t_key {t_key!r}: expected both strings, both lists or "
                                        f"both null", 'e.g. s_key: "blocks[7]", t_key: "blocks[15]"')
         self.model_name_pairs = _checked_pairs(model_name_pairs)
         self.s_key, self.t_key = s_key, t_key
