@@ -221,3 +221,126 @@ def test_paddleclas_freeze_params_list_is_stop_gradient_with_bn_statistics_movin
     out = layer(x_y()[0])
     assert out.stop_gradient
     assert not np.array_equal(mean, layer.conv1.bn._mean.numpy())
+
+
+# ----------------------------------------------------------------------------- DistillationPairLoss (MGD, PEFD)
+def pair_loss(**kwargs):
+    return build_loss([{"DistillationGTCELoss": {"weight": 1.0, "model_names": ["Student"]}},
+                       {"DistillationPairLoss": {"weight": 1.0, "model_name_pairs": [["Student", "Teacher"]],
+                                                 **kwargs}}], "Loss.Train")
+
+
+def features(seed, s_shape, t_shape, key="f"):
+    rng = np.random.default_rng(seed)
+    fs = paddle.to_tensor(rng.standard_normal(s_shape).astype("float32"), stop_gradient=False)
+    ft = paddle.to_tensor(rng.standard_normal(t_shape).astype("float32"))
+    logits = paddle.to_tensor(rng.standard_normal((s_shape[0], 12)).astype("float32"))
+    return {"Student": {"logits": logits, key: fs}, "Teacher": {"logits": logits, key: ft}}, fs, ft
+
+
+def test_mgd_pair_loss_is_masked_generation_mse_with_paddleclas_keys():
+    loss = pair_loss(base_loss_name="MGDLoss", s_key="f", t_key="f", student_channels=3, teacher_channels=5,
+                     lambda_mgd=0.5)
+    keys = [k for k in loss.state_dict() if k.startswith("loss_func.1.")]
+    assert keys == ["loss_func.1.loss_func.align.weight", "loss_func.1.loss_func.align.bias",
+                    "loss_func.1.loss_func.generation.0.weight", "loss_func.1.loss_func.generation.0.bias",
+                    "loss_func.1.loss_func.generation.2.weight", "loss_func.1.loss_func.generation.2.bias"]
+    mgd = loss.loss_func[1].loss_func
+    predicts, fs, ft = features(0, (2, 3, 4, 4), (2, 5, 4, 4))
+    label = paddle.zeros([2, 1], "int64")
+    paddle.seed(5)
+    value = float(loss(predicts, label)["DistillationPairLoss"])
+    paddle.seed(5)
+    again = float(loss(predicts, label)["DistillationPairLoss"])
+    assert value == again  # the mask comes from Paddle's generator
+    paddle.seed(5)
+    keep = (paddle.rand([2, 5, 1, 1]) >= 0.5).astype("float32")
+    assert 0 < float(keep.mean()) < 1
+    expected = F.mse_loss(mgd.generation(mgd.align(fs) * keep), ft) * 1.756
+    np.testing.assert_allclose(value, float(expected), rtol=1e-6)
+
+
+def test_pefd_pair_loss_is_one_minus_cosine_of_the_projector_mean():
+    loss = pair_loss(base_loss_name="PEFDLoss", s_key="f", t_key="f", student_channel=6, teacher_channel=4,
+                     num_projectors=2)
+    assert [k for k in loss.state_dict() if k.startswith("loss_func.1.")] == [
+        f"loss_func.1.loss_func.projectors.{i}.conv.{w}" for i in range(2) for w in ("weight", "bias")]
+    pefd = loss.loss_func[1].loss_func
+    predicts, fs, ft = features(1, (3, 6, 1, 1), (3, 4, 1, 1))
+    value = loss(predicts, paddle.zeros([3, 1], "int64"))["DistillationPairLoss"]
+    s = sum(F.relu(p.conv(fs.flatten(1))) for p in pefd.projectors) / 2
+    t = ft.flatten(1)
+    cosine = (s * t).sum(1) / (s.norm(axis=1) * t.norm(axis=1))
+    np.testing.assert_allclose(float(value), float((1 - cosine).mean()), rtol=1e-6)
+    value.backward()
+    assert fs.grad is not None and all(p.grad is not None for p in pefd.parameters())
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"base_loss_name": "MGDLos", "s_key": "f", "t_key": "f"}, r"DistillationPairLoss\.base_loss_name: unknown .*MGDLoss"),
+    ({"base_loss_name": "MGDLoss", "s_key": "f", "t_key": ["f"], "student_channels": 2, "teacher_channels": 2},
+     r"DistillationPairLoss\.s_key: 'f', and t_key \['f'\]: expected both strings"),
+    ({"base_loss_name": "PEFDLoss", "s_key": "f", "t_key": "f", "student_channel": 2, "teacher_channel": 2,
+      "mode": "max"}, r"mode: expected flatten or gap"),
+    ({"base_loss_name": "PEFDLoss", "s_key": "f", "t_key": "f", "student_channel": 2, "teacher_channel": 2,
+      "student_channels": 2}, r"student_channels"),
+])
+def test_pair_loss_mistakes_name_the_argument(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        pair_loss(**kwargs)
+
+
+def test_loss_parameters_train_are_saved_and_resume_bit_identically(demo_root, tmp_path):
+    """PaddleClas optimizes [model, train_loss]: MGD's generator trains with the student, is saved
+    in .pdparams under PaddleClas's keys, and a resume restores it and its optimizer state."""
+    paddle.seed(4)
+    cfg = tiny_config(demo_root, str(tmp_path / "output"), epochs=2)
+    cfg["Global"].update(max_train_steps=2, max_eval_steps=1, eval_during_train=False)
+    cfg["Arch"] = distill_arch({**LIGHT, "return_patterns": ["blocks4"]}, {**LIGHT, "return_patterns": ["blocks4"]})
+    cfg["Freeze"] = {"allow_random_frozen": True}
+    cfg["Loss"]["Train"] = [{"DistillationGTCELoss": {"weight": 1.0, "model_names": ["Student"]}},
+                            {"DistillationPairLoss": {"weight": 1.0, "base_loss_name": "MGDLoss",
+                                                      "model_name_pairs": [["Student", "Teacher"]],
+                                                      "s_key": "blocks4", "t_key": "blocks4", "name": "loss_mgd",
+                                                      "student_channels": 32, "teacher_channels": 32}}]
+    cfg["Metric"] = {"Train": [{"DistillationTopkAcc": {"model_key": "Student", "topk": [1]}}]}
+    engine = Engine(cfg, "train")
+    initial = {k: v.numpy().copy() for k, v in engine.model.state_dict().items()}
+    engine.train()
+    generator = engine.train_loss.loss_func[1].loss_func.generation[0].weight
+    assert any(p is generator for group in engine.optimizer._parameter_list
+               for p in (group["params"] if isinstance(group, dict) else [group]))
+    out = os.path.join(cfg["Global"]["output_dir"], "DistillationModel")
+    final = paddle.load(os.path.join(out, "epoch_2.pdparams"))
+    first = paddle.load(os.path.join(out, "epoch_1.pdparams"))
+    key = "loss_func.1.loss_func.generation.0.weight"
+    assert not np.array_equal(np.asarray(final[key]), np.asarray(first[key]))   # it trained
+    np.testing.assert_array_equal(np.asarray(final[key]), generator.numpy())
+    opt = paddle.load(os.path.join(out, "epoch_2.pdopt"))
+    assert f"{key}@velocity" in opt
+    assert all(np.array_equal(initial[k], np.asarray(final[k])) for k in initial if k.startswith("Teacher."))
+
+    resumed = dict(cfg, Global=dict(cfg["Global"], checkpoints=os.path.join(out, "epoch_1"),
+                                    output_dir=str(tmp_path / "resumed")))
+    Engine(resumed, "train").train()
+    again = paddle.load(os.path.join(str(tmp_path / "resumed"), "DistillationModel", "epoch_2.pdparams"))
+    assert sorted(again) == sorted(final)
+    for k in final:
+        assert np.array_equal(np.asarray(final[k]), np.asarray(again[k])), k
+
+
+def test_loss_parameters_under_data_parallel_are_refused(demo_root, tmp_path, monkeypatch):
+    """DataParallel wraps the model only: a loss with parameters would drift apart across ranks."""
+    import ppfreeze.engine.engine as engine_module
+    cfg = tiny_config(demo_root, str(tmp_path / "output"), epochs=1)
+    cfg["Global"]["eval_during_train"] = False
+    cfg["Arch"] = distill_arch({**LIGHT, "return_patterns": ["blocks4"]}, {**LIGHT, "return_patterns": ["blocks4"]})
+    cfg["Freeze"] = {"allow_random_frozen": True}
+    cfg["Loss"]["Train"] = [{"DistillationPairLoss": {"weight": 1.0, "base_loss_name": "MGDLoss",
+                                                      "model_name_pairs": [["Student", "Teacher"]],
+                                                      "s_key": "blocks4", "t_key": "blocks4",
+                                                      "student_channels": 32, "teacher_channels": 32}}]
+    cfg["Metric"] = {"Train": [{"DistillationTopkAcc": {"model_key": "Student", "topk": [1]}}]}
+    monkeypatch.setattr(engine_module, "world_size", lambda: 2)
+    with pytest.raises(ConfigError, match=r"Loss.Train: has trainable parameters \(loss_func.0.*synchronise"):
+        Engine(cfg, "train").train()   # before any step

@@ -404,3 +404,17 @@ def test_momentum_no_weight_decay_name_exempts_matching_parameters():
     np.testing.assert_allclose(layer.bias.numpy(), before["fc.bias"] - 0.1 * grads["fc.bias"], rtol=1e-6)
     np.testing.assert_allclose(layer.weight.numpy(), before["fc.weight"] - 0.1 * (grads["fc.weight"] +
                                                                                  0.5 * before["fc.weight"]), rtol=1e-6)
+
+
+def test_lr_epochs_and_step_each_epoch_in_the_config_are_ignored_as_in_paddleclas(caplog):
+    """PaddleClas's builder overwrites them (its SKD / WSL configs write step_each_epoch: 1)."""
+    cfg = {"name": "MultiStepDecay", "learning_rate": 0.1, "milestones": [1], "gamma": 0.1, "step_each_epoch": 1,
+           "epochs": 50}
+    with caplog.at_level(logging.INFO, logger="ppfreeze"):
+        schedule = build_lr_scheduler(cfg, epochs=2, step_each_epoch=3)
+    rates = []
+    for _ in range(6):
+        rates.append(schedule.get_lr())
+        schedule.step()
+    np.testing.assert_allclose(rates, [0.1] * 3 + [0.01] * 3, rtol=1e-6)   # the decay after 3 steps, not 1
+    assert "Optimizer.lr.step_each_epoch: 1 ignored" in caplog.text

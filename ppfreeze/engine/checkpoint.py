@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import paddle
 
@@ -53,12 +53,18 @@ def ensure_accumulators(optimizer: paddle.optimizer.Optimizer) -> None:
     optimizer._create_accumulators(block, params)
 
 
-def _structured_names(model: paddle.nn.Layer) -> Dict[str, str]:
-    """Paddle's internal ``param.name`` -> structured ``state_dict`` name."""
-    return {p.name: n for n, p in model.named_parameters()}
+ParamOwners = Union[paddle.nn.Layer, Sequence[paddle.nn.Layer]]
 
 
-def optimizer_state(optimizer: paddle.optimizer.Optimizer, model: paddle.nn.Layer,
+def _structured_names(owners: ParamOwners) -> Dict[str, str]:
+    """Paddle's internal ``param.name`` -> structured ``state_dict`` name, over the model and the
+    other layers whose parameters the optimizer holds (a loss with parameters: its keys, such as
+    ``loss_func.1.loss_func.generation.0.weight``, never collide with the model's)."""
+    layers = [owners] if isinstance(owners, paddle.nn.Layer) else list(owners)
+    return {p.name: n for layer in layers for n, p in layer.named_parameters()}
+
+
+def optimizer_state(optimizer: paddle.optimizer.Optimizer, model: ParamOwners,
                     lr_scheduler: Optional[Any] = None) -> Dict[str, Any]:
     """Optimizer accumulators keyed ``<structured name>@<accumulator>``, plus the LR state."""
     names = _structured_names(model)
@@ -71,7 +77,7 @@ def optimizer_state(optimizer: paddle.optimizer.Optimizer, model: paddle.nn.Laye
     return state
 
 
-def load_optimizer_state(optimizer: paddle.optimizer.Optimizer, model: paddle.nn.Layer,
+def load_optimizer_state(optimizer: paddle.optimizer.Optimizer, model: ParamOwners,
                          state: Dict[str, Any], lr_scheduler: Optional[Any] = None, source: str = "",
                          strict: bool = True) -> None:
     """Restore accumulators saved by :func:`optimizer_state` into a freshly built optimizer.
@@ -100,7 +106,7 @@ def load_optimizer_state(optimizer: paddle.optimizer.Optimizer, model: paddle.nn
         lr_scheduler.set_state_dict(state[LR_KEY])
 
 
-def _accumulators(optimizer: paddle.optimizer.Optimizer, model: paddle.nn.Layer) -> List[Tuple[str, Any]]:
+def _accumulators(optimizer: paddle.optimizer.Optimizer, model: ParamOwners) -> List[Tuple[str, Any]]:
     """``(<structured name>@<accumulator>, tensor)`` of every accumulator (created now if needed)."""
     ensure_accumulators(optimizer)
     names = _structured_names(model)
@@ -108,7 +114,7 @@ def _accumulators(optimizer: paddle.optimizer.Optimizer, model: paddle.nn.Layer)
             for acc_name, per_param in optimizer._accumulators.items() for pname, var in per_param.items()]
 
 
-def optimizer_keys(optimizer: paddle.optimizer.Optimizer, model: paddle.nn.Layer) -> List[str]:
+def optimizer_keys(optimizer: paddle.optimizer.Optimizer, model: ParamOwners) -> List[str]:
     """The ``<structured name>@<accumulator>`` keys :func:`load_optimizer_state` fills for ``optimizer``."""
     return [key for key, _ in _accumulators(optimizer, model)]
 

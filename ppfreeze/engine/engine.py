@@ -83,6 +83,7 @@ class Engine:
         self.ema: Optional[ModelEMA] = None
         self.optimizer = self.lr_scheduler = None
         self.train_loader = None
+        self.train_loss = None
         self.last_checkpoint: Optional[Tuple[str, int]] = None   # (prefix, epoch) of the newest save
         self.checkpoints = ckpt.CheckpointStore(self.output_dir)
         self.pretrained_report = None
@@ -135,7 +136,9 @@ class Engine:
 
     def rebuild_optimizer(self, named_params: List[Tuple[str, paddle.Tensor]],
                           carried_state: Optional[Dict[str, Any]] = None) -> None:
-        """Build the optimizer and LR schedule for exactly ``named_params``.
+        """Build the optimizer and LR schedule for exactly ``named_params`` (the model's, chosen by
+        the Freeze plan) plus the train loss's own parameters, which always train (as PaddleClas
+        optimizes ``[model, train_loss]``; e.g. MGD's generator).
 
         ``carried_state`` (from :meth:`optimizer_state`) restores the accumulators of parameters
         that were trainable before; newly trainable ones start fresh.
@@ -143,17 +146,44 @@ class Engine:
         if not named_params:
             raise ConfigError("Freeze", "every parameter is frozen: nothing would be trained",
                               "leave at least the head trainable (e.g. Freeze.until: stage4)")
+        named_params = list(named_params) + self._loss_parameters()
         self.optimizer, self.lr_scheduler = build_optimizer(self.config["Optimizer"], named_params, self.epochs,
                                                             self.iters_per_epoch // self.update_freq)
         if carried_state is not None:
-            ckpt.load_optimizer_state(self.optimizer, self.unwrapped_model, carried_state, self.lr_scheduler,
+            ckpt.load_optimizer_state(self.optimizer, self.parameter_owners, carried_state, self.lr_scheduler,
                                       strict=False)
 
     def optimizer_state(self) -> Optional[Dict[str, Any]]:
         """The optimizer's accumulators and LR state keyed by parameter names (None before training)."""
         if self.optimizer is None:
             return None
-        return ckpt.optimizer_state(self.optimizer, self.unwrapped_model, self.lr_scheduler)
+        return ckpt.optimizer_state(self.optimizer, self.parameter_owners, self.lr_scheduler)
+
+    @property
+    def parameter_owners(self) -> List[paddle.nn.Layer]:
+        """The layers whose parameters the optimizer may hold: the model, and the train loss when
+        it has parameters of its own. Their state-dict keys name optimizer and checkpoint entries."""
+        owners = [self.unwrapped_model]
+        if self.train_loss is not None and self.train_loss.parameters():
+            owners.append(self.train_loss)
+        return owners
+
+    def _loss_parameters(self) -> List[Tuple[str, paddle.Tensor]]:
+        if self.train_loss is None:
+            return []
+        return [(name, p) for name, p in self.train_loss.named_parameters() if not p.stop_gradient]
+
+    def weights_state(self) -> Dict[str, Any]:
+        """What ``.pdparams`` holds: the model's state dict, and the train loss's (PaddleClas's keys,
+        ``loss_func.<i>.<...>``) when the loss has parameters, as PaddleClas saves them."""
+        state = self.unwrapped_model.state_dict()
+        if len(self.parameter_owners) > 1:
+            loss_state = self.train_loss.state_dict()
+            clash = sorted(set(state) & set(loss_state))
+            if clash:   # a bug (the loss's keys all start with loss_func.), not a user mistake
+                raise RuntimeError(f"the train loss's state-dict keys collide with the model's: {clash[:3]}")
+            state.update(loss_state)
+        return state
 
     # ----------------------------------------------------------------- building blocks
     def _build_train_parts(self) -> None:
@@ -170,6 +200,10 @@ class Engine:
         if self.glob.get("eval_during_train", False):
             prepare_evaluation(self)   # a bad Eval section fails now, not after the first epoch
         self.train_loss = build_loss(cfg["Loss"]["Train"], "Loss.Train")
+        if world_size() > 1 and self._loss_parameters():   # DataParallel wraps the model only: they would drift
+            raise ConfigError("Loss.Train", f"has trainable parameters ({self._loss_parameters()[0][0]}, ...), "
+                              "which data-parallel training does not synchronise across ranks yet",
+                              "train this config in one process")
         self.semi_supervised = None
         if self.glob.get("train_mode"):   # fixmatch / fixmatch_ccssl (the schema refuses other trainers)
             from .semi_supervised import build_semi_supervised
@@ -357,7 +391,7 @@ class Engine:
                   "weights": "ema" if ema_weights else "model"}
         extra = {".pdema": self.ema.state_dict()} if self.ema is not None else None
         try:
-            set_id = ckpt.write_checkpoint(self.checkpoints, epoch, self.unwrapped_model.state_dict(),
+            set_id = ckpt.write_checkpoint(self.checkpoints, epoch, self.weights_state(),
                                            self.optimizer_state(), states, extra)
             self.checkpoints.stage(names, set_id)
             if commit:
@@ -411,11 +445,14 @@ class Engine:
 
     def _resume(self, path: str, data: Dict[str, Any]) -> int:
         states = data["states"]
-        ckpt.check_resumable(path, data, self.config["Arch"].get("name"), self.unwrapped_model.state_dict(),
-                             self.epochs)
-        self.model.set_state_dict(data["model"])
+        ckpt.check_resumable(path, data, self.config["Arch"].get("name"), self.weights_state(), self.epochs)
+        model_keys = set(self.unwrapped_model.state_dict())
+        self.model.set_state_dict({k: v for k, v in data["model"].items() if k in model_keys})
+        if len(self.parameter_owners) > 1:
+            self.train_loss.set_state_dict({k: v for k, v in data["model"].items() if k not in model_keys})
         self.freezer.load_state_dict(self, states["freeze"])
-        ckpt.load_optimizer_state(self.optimizer, self.model, data["optimizer"], self.lr_scheduler, source=path)
+        ckpt.load_optimizer_state(self.optimizer, self.parameter_owners, data["optimizer"], self.lr_scheduler,
+                                  source=path)
         ckpt.restore_rng_state(states["rng_state"])
         self._resume_ema(data, path)
         self._restore_progress(states)

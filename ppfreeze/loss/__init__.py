@@ -10,6 +10,7 @@ from .multilabel import MultiLabelAsymmetricLoss, MultiLabelLoss
 from .soft_target import SoftTargetCrossEntropy
 from . import googlenetloss  # noqa: F401  (registers GoogLeNetLoss)
 from . import distillation  # noqa: F401  (registers the Distillation* losses)
+from . import feature_distillation  # noqa: F401  (registers DistillationPairLoss)
 
 __all__ = ["LOSSES", "CELoss", "CombinedLoss", "SoftTargetCrossEntropy", "build_loss", "logits_of", "MultiLabelLoss",
            "MultiLabelAsymmetricLoss", "SupConLoss"]

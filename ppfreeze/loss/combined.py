@@ -28,12 +28,14 @@ class CombinedLoss(nn.Layer):
         super().__init__()
         self.names = [name for name, _ in named_losses]
         self.weights = list(weights)
-        # LayerList so losses with parameters (e.g. CenterLoss) are visible to the optimizer.
-        self.losses = nn.LayerList([loss for _, loss in named_losses])
+        # LayerList so the parameters of losses that have some (DistillationPairLoss) reach the
+        # optimizer and the checkpoint; named loss_func as in PaddleClas, so their state-dict keys
+        # (loss_func.<i>.<...>) are the ones PaddleClas's checkpoints hold.
+        self.loss_func = nn.LayerList([loss for _, loss in named_losses])
 
     def forward(self, output: Any, label: paddle.Tensor) -> Dict[str, paddle.Tensor]:
         result: Dict[str, paddle.Tensor] = {}
-        for name, weight, loss in zip(self.names, self.weights, self.losses):
+        for name, weight, loss in zip(self.names, self.weights, self.loss_func):
             result[name] = loss(output, label) * weight
         result["loss"] = paddle.add_n(list(result.values()))
         return result

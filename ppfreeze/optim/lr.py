@@ -256,10 +256,21 @@ def build_lr_scheduler(lr_cfg: Any, epochs: int, step_each_epoch: int,
     elif isinstance(lr_cfg, dict) and "name" not in lr_cfg and "learning_rate" in lr_cfg:
         lr_cfg = {"name": "Constant", **lr_cfg}
     name, kwargs = split_component(lr_cfg, key)
+    _drop_timeline_keys(kwargs, key)
     last_epoch = kwargs.pop("last_epoch", -1)
     schedule = LR_SCHEDULERS.build({name: _numbers(kwargs, key)}, key, timeline=timeline)
     _start_after(schedule, last_epoch, key)
     return schedule
+
+
+def _drop_timeline_keys(kwargs: Dict[str, Any], key: str) -> None:
+    """``epochs`` / ``step_each_epoch`` written in ``lr`` are ignored, as PaddleClas ignores them (its
+    builder overwrites both with ``Global.epochs`` and the train loader's length); some of its configs
+    carry ``step_each_epoch: 1``."""
+    for name in ("epochs", "step_each_epoch"):
+        if name in kwargs:
+            logger.info("%s.%s: %r ignored; the schedule uses %s (as PaddleClas does)", key, name, kwargs.pop(name),
+                        "Global.epochs" if name == "epochs" else "the train loader's batches per epoch")
 
 
 def _start_after(schedule: paddle_lr.LRScheduler, last_epoch: Any, key: str) -> None:

@@ -6,6 +6,9 @@ order, and give the same outputs once PaddleClas's weights are loaded into ours.
 
 For each loss (with the arguments PaddleClas's configs use): the value, and the gradients with
 respect to the student's and the teacher's outputs (DML trains both, so both gradients matter).
+``DistillationPairLoss`` (MGD, PEFD) also: the loss's own state-dict keys and shapes, and the
+gradients of its parameters, with PaddleClas's initial parameters copied into ours and the same
+seed before each call (MGD draws a random channel mask).
 PaddleClas returns one dict entry per pair; their sum is compared with ppfreeze's scalar.
 
     /work/pcenv/bin/python tools/dev/compare_distillation_losses.py --paddleclas /work/pc
@@ -148,6 +151,60 @@ def compare_models(theirs_arch) -> float:
     return worst
 
 
+# DistillationPairLoss: (kwargs, student feature shape, teacher feature shape); the loss's own parameters
+# (PaddleClas's initialisation) are copied into ours, MGD's random mask comes from the same seed
+PAIR_CASES = [
+    ({"base_loss_name": "MGDLoss", "s_key": "blocks[7]", "t_key": "blocks[15]", "student_channels": 8,
+      "teacher_channels": 8}, (N, 8, 4, 4), (N, 8, 4, 4)),
+    ({"base_loss_name": "MGDLoss", "s_key": "blocks[7]", "t_key": "blocks[15]", "student_channels": 6,
+      "teacher_channels": 8, "lambda_mgd": 0.5}, (N, 6, 4, 4), (N, 8, 4, 4)),
+    ({"base_loss_name": "PEFDLoss", "s_key": "avg_pool", "t_key": "avg_pool", "student_channel": 8,
+      "teacher_channel": 8}, (N, 8, 1, 1), (N, 8, 1, 1)),
+    ({"base_loss_name": "PEFDLoss", "s_key": "avg_pool", "t_key": "avg_pool", "student_channel": 6,
+      "teacher_channel": 8, "num_projectors": 2, "mode": "gap"}, (N, 6, 3, 3), (N, 8, 3, 3)),
+]
+
+
+def run_pair(loss, kwargs, s_shape, t_shape, seed):
+    """Value, gradients w.r.t. both features, and the gradients of the loss's own parameters (by key)."""
+    import paddle
+    rng = np.random.default_rng(seed)
+    fs = paddle.to_tensor(rng.normal(size=s_shape).astype("float32"), stop_gradient=False)
+    ft = paddle.to_tensor(rng.normal(size=t_shape).astype("float32"), stop_gradient=False)
+    predicts = {"Student": {"logits": fs.flatten(1), kwargs["s_key"]: fs},
+                "Teacher": {"logits": ft.flatten(1), kwargs["t_key"]: ft}}
+    paddle.seed(seed)
+    out = loss(predicts, paddle.to_tensor(np.zeros((N, 1), "int64")))
+    value = paddle.add_n(list(out.values())) if isinstance(out, dict) else out
+    value.backward()
+    params = {k: p.grad.numpy() for k, p in loss.named_parameters()}
+    return float(value), [fs.grad.numpy(), ft.grad.numpy()], params
+
+
+def compare_pair_losses(theirs_mod) -> float:
+    from ppfreeze.loss import LOSSES
+    worst = 0.0
+    for index, (kwargs, s_shape, t_shape) in enumerate(PAIR_CASES):
+        args = {"model_name_pairs": [["Student", "Teacher"]], **kwargs}
+        theirs = theirs_mod.DistillationPairLoss(**dict(args))
+        ours = LOSSES.build({"DistillationPairLoss": dict(args)}, "DistillationPairLoss")
+        t_keys = [(k, list(v.shape)) for k, v in theirs.state_dict().items()]
+        o_keys = [(k, list(v.shape)) for k, v in ours.state_dict().items()]
+        ours.set_state_dict(theirs.state_dict())
+        ours_v, ours_g, ours_p = run_pair(ours, kwargs, s_shape, t_shape, 100 + index)
+        theirs_v, theirs_g, theirs_p = run_pair(theirs, kwargs, s_shape, t_shape, 100 + index)
+        d = abs(ours_v - theirs_v)
+        grads = [float(np.abs(a - b).max()) for a, b in zip(ours_g, theirs_g)]
+        param_d = max(float(np.abs(ours_p[k] - theirs_p[k]).max()) for k in ours_p) if t_keys == o_keys else \
+            float("inf")
+        worst = max(worst, d, param_d, *grads)
+        shown = ", ".join(f"{k}={v}" for k, v in kwargs.items() if k not in ("s_key", "t_key"))
+        print(f"DistillationPairLoss {shown[:66]:<66} {ours_v:>10.6f} {d:>9.2e}  grads s/t "
+              f"{grads[0]:.2e} / {grads[1]:.2e}; own params: keys equal {t_keys == o_keys} ({len(o_keys)}), "
+              f"grads {param_d:.2e}")
+    return worst
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--paddleclas", required=True, help="a PaddleClas checkout")
@@ -174,6 +231,7 @@ def main() -> int:
         worst = max(worst, d)
         shown = ", ".join(f"{k}={v}" for k, v in kwargs.items() if k != "model_name_pairs")
         print(f"{name:<28} {shown[:60]:<60} {ours_v:>12.6f} {d:>10.2e}  {grads}{note}")
+    worst = max(worst, compare_pair_losses(theirs_mod))
     print(f"largest difference over all values and gradients: {worst:.2e}")
     return 0 if worst < 1e-5 else 1
 
