@@ -154,6 +154,26 @@ def vd_stem(in_channels: int, widths: Tuple[int, int, int], data_format: str = "
     return layers
 
 
+def residual_stages(depths: Sequence[int], widths: Sequence[int], out_channels: Sequence[int], in_channels: int,
+                    vd: bool, bottleneck: bool = True, **block_args) -> List[List[nn.Layer]]:
+    """Stages of bottleneck (or basic) blocks, as every model_zoo family lays them out: per stage
+    ``depths[s]`` blocks of ``widths[s]`` inner and ``out_channels[s]`` output channels; the first block
+    of a stage has a projection shortcut and, after stage 1, stride 2 (``vd``: its shortcut
+    average-pools). ``block_args`` go to every block (``groups``, ``se_reduction``, ``data_format``...)."""
+    stages: List[List[nn.Layer]] = []
+    for s, (num_blocks, width, out) in enumerate(zip(depths, widths, out_channels)):
+        blocks: List[nn.Layer] = []
+        for i in range(num_blocks):
+            first = i == 0
+            args = dict(stride=2 if first and s > 0 else 1, projection=first, vd_projection=vd and s > 0,
+                        **block_args)
+            blocks.append(BottleneckBlock(in_channels, width, out, **args) if bottleneck
+                          else BasicBlock(in_channels, out, **args))
+            in_channels = out
+        stages.append(blocks)
+    return stages
+
+
 def block_names(depths: Sequence[int]) -> List[List[str]]:
     """``bb_<stage>_<i>`` per stage."""
     return [[f"bb_{s}_{i}" for i in range(n)] for s, n in enumerate(depths)]
