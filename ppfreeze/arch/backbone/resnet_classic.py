@@ -1,5 +1,6 @@
 """Building blocks of PaddleClas's older ResNet relatives (``ppcls/arch/backbone/model_zoo/``:
-ResNeXt, SE-ResNeXt, SE-ResNet_vd, Res2Net, ResNet_vc, ResNeSt), in their parameter layout:
+ResNeXt, SE-ResNeXt, SE-ResNet_vd, Res2Net, ResNet_vc, ResNeSt; DenseNet and DPN share its
+``_conv`` / ``_batch_norm`` units and classifier), in their parameter layout:
 
     <stem convs>._conv.weight, ._batch_norm.{weight,bias,_mean,_variance}   (conv / conv1 / conv1_1..3)
     bb_<stage>_<i>.conv0 / conv1 / conv2 / [scale.squeeze|excitation] / [short]   ._conv / ._batch_norm
@@ -54,6 +55,20 @@ class ConvBN(nn.Layer):
             x = self._pool2d_avg(x)
         x = self._batch_norm(self._conv(x))
         return F.relu(x) if self.act == "relu" else x
+
+
+class BNReLUConv(nn.Layer):
+    """Pre-activation unit: BN -> ReLU -> conv (no bias, "same" padding for odd kernels), with the
+    model_zoo names ``_batch_norm`` / ``_conv`` (DenseNet's and DPN's blocks)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, groups: int = 1):
+        super().__init__()
+        self._batch_norm = nn.BatchNorm2D(in_channels)
+        self._conv = nn.Conv2D(in_channels, out_channels, kernel_size, stride=stride,
+                               padding=(kernel_size - 1) // 2, groups=groups, bias_attr=False)
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        return self._conv(F.relu(self._batch_norm(x)))
 
 
 def uniform_linear(in_features: int, out_features: int) -> nn.Linear:
