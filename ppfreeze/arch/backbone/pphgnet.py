@@ -40,6 +40,15 @@ def bn_attrs(lr_mult: float = 1.0) -> Tuple[Any, Any]:
             param_attr(lr_mult, no_decay=True, initializer=Constant(0.0)))
 
 
+def chained_outputs(layers: nn.LayerList, x: paddle.Tensor) -> paddle.Tensor:
+    """``x`` and the output of each layer applied in turn (``l1(x)``, ``l2(l1(x))``, ...), concatenated
+    on channels: what an HG block aggregates."""
+    outputs = [x]
+    for layer in layers:
+        outputs.append(layer(outputs[-1]))
+    return paddle.concat(outputs, axis=1)
+
+
 class ConvBNAct(nn.Layer):
     """Conv (no bias) -> BN -> optional ReLU."""
 
@@ -83,13 +92,8 @@ class HG_Block(nn.Layer):
         self.att = ESEModule(out_channels)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        identity = x
-        outputs = [x]
-        for layer in self.layers:
-            x = layer(x)
-            outputs.append(x)
-        x = self.att(self.aggregation_conv(paddle.concat(outputs, axis=1)))
-        return x + identity if self.identity else x
+        y = self.att(self.aggregation_conv(chained_outputs(self.layers, x)))
+        return y + x if self.identity else y
 
 
 class HG_Stage(nn.Layer):

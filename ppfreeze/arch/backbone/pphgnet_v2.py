@@ -25,7 +25,7 @@ from ..registry import MODELS
 from .common import (StagesLayerList, add_last_conv_head, check_bool, check_class_num, check_probability,
                      declare_stages, indexed_stage_map, int_list, last_conv_head, last_conv_head_units, number_list,
                      param_attr)
-from .pphgnet import bn_attrs, check_stage_chain, conv_attr, stage_rows
+from .pphgnet import bn_attrs, chained_outputs, check_stage_chain, conv_attr, stage_rows
 
 STAGE_FIELDS = ("in_channels", "mid_channels", "out_channels", "block_num", "is_downsample", "light_block",
                 "kernel_size", "layer_num")
@@ -126,13 +126,8 @@ class HGV2_Block(nn.Layer):
                                                      lr_mult=lr_mult)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        identity = x
-        outputs = [x]
-        for layer in self.layers:
-            x = layer(x)
-            outputs.append(x)
-        x = self.aggregation_excitation_conv(self.aggregation_squeeze_conv(paddle.concat(outputs, axis=1)))
-        return x + identity if self.identity else x
+        y = self.aggregation_excitation_conv(self.aggregation_squeeze_conv(chained_outputs(self.layers, x)))
+        return y + x if self.identity else y
 
 
 class HGV2_Stage(nn.Layer):
