@@ -175,7 +175,8 @@ def main() -> None:
                     print(f"{model:<14} {batch:>5} {setting:<16} {p['ips']:>14.3f} {o['ips']:>9.3f} "
                           f"{o['ips'] / p['ips']:>6.2f} {str(p['threads']) + '/' + str(o['threads']):>15} "
                           f"{p['reader_share']:>7.1%}/{o['reader_share']:<7.1%} "
-                          f"{cores_text(p):>6}/{cores_text(o):<6} {max(p['load_avg'], o['load_avg']):>5.1f}", flush=True)
+                          f"{cores_text(p):>6}/{cores_text(o):<6} {max(p['load_avg'], o['load_avg']):>5.1f}",
+                          flush=True)
                 ratios[setting] = median_ratio(pairs)
             summary.append((model, ratios))
     finally:
