@@ -16,7 +16,7 @@ import os
 import statistics
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, TypeVar
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
@@ -175,6 +175,33 @@ def _wrap(cls: type, name: str, before: Callable[..., None]) -> None:
 def print_json(result: Dict[str, Any]) -> None:
     """The measured process's one result line (read by ``_child.run_json_child``)."""
     print(json.dumps(result), flush=True)
+
+
+T = TypeVar("T")
+
+
+def rotated(items: Sequence[T], round_index: int) -> List[T]:
+    """``items`` in the order round ``round_index`` runs them: rotated by one each round, so none always
+    runs first on a machine that warms up or gets busier."""
+    k = round_index % len(items)
+    return list(items[k:]) + list(items[:k])
+
+
+def measure_rounds(rounds: int, kinds: Sequence[str], measure: Callable[[str], dict]) -> Iterator[Dict[str, dict]]:
+    """Per round, ``{kind: measure(kind)}`` with every kind measured back to back in :func:`rotated` order."""
+    for r in range(rounds):
+        yield {kind: measure(kind) for kind in rotated(kinds, r)}
+
+
+def env_without_threads() -> Dict[str, str]:
+    """This process's environment without OMP_NUM_THREADS / MKL_NUM_THREADS (a child then sets its own,
+    or gets the default a user would)."""
+    return {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+
+
+def cores_text(result: dict) -> str:
+    """A measured process's busy cores for a table cell ("?" where it could not be measured)."""
+    return "?" if result.get("cores_busy") is None else f"{result['cores_busy']:.2f}"
 
 
 def median_ratio(pairs: Sequence[tuple]) -> float:

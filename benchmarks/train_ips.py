@@ -33,8 +33,8 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, ROOT)
 
 from _child import run_json_child  # noqa: E402  (benchmarks/ is the script's own folder)
-from _train_bench import (TRAIN_OPS, StepClock, make_synthetic_images, median_ratio, print_json,  # noqa: E402
-                          run_ours)
+from _train_bench import (TRAIN_OPS, StepClock, cores_text, env_without_threads,  # noqa: E402
+                          make_synthetic_images, measure_rounds, median_ratio, print_json, rotated, run_ours)
 
 DEFAULT_BATCH = {"ResNet50": 16, "PPLCNet_x1_0": 32}
 TARGET = 0.97
@@ -151,7 +151,7 @@ def _profiler(args):
 def measure(kind: str, model: str, batch: int, args, list_path: str, work: str, workers: int) -> dict:
     common = ["--model", model, "--batch", str(batch), "--size", str(args.size), "--warmup", str(args.warmup),
               "--iters", str(args.iters), "--list", list_path] + (["--profile", kind] if args.profile == kind else [])
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    env = env_without_threads()
     if kind == "ours":
         out = tempfile.mkdtemp(dir=work)
         config = ours_config(args, model, batch, list_path, out)
@@ -219,14 +219,14 @@ def main() -> None:
     try:
         for model in args.models:
             pairs = []
-            for r in range(args.rounds):
-                order = ["ours", "bare"] if r % 2 == 0 else ["bare", "ours"]
-                got = {k: measure(k, model, batches[model], args, list_path, work, workers) for k in order}
+            rounds = measure_rounds(args.rounds, ("ours", "bare"),
+                                    lambda kind: measure(kind, model, batches[model], args, list_path, work, workers))
+            for r, got in enumerate(rounds):
                 o, b = got["ours"], got["bare"]
                 pairs.append((o["ips"], b["ips"]))
                 print(f"{model:<22} {batches[model]:>5} {r + 1:>5} {o['ips']:>9.2f} {b['ips']:>9.2f} "
                       f"{o['ips'] / b['ips']:>6.3f} {o['reader_share']:>11.1%} {b['reader_share']:>11.1%} "
-                      f"{_cores(o):>10} {_cores(b):>10} {_cpu_per_image(o) + '/' + _cpu_per_image(b):>19} "
+                      f"{cores_text(o):>10} {cores_text(b):>10} {_cpu_per_image(o) + '/' + _cpu_per_image(b):>19} "
                       f"{max(o['load_avg'], b['load_avg']):>5.1f}", flush=True)
                 if o["threads"] != b["threads"]:
                     print(f"  WARNING: threads differ: ours {o['threads']}, bare {b['threads']}")
@@ -252,12 +252,12 @@ def sweep_workers(args, batches, list_path: str, work: str, default_workers: int
     for model in args.models:
         rows = {n: [] for n in counts}
         for r in range(args.rounds):
-            for n in counts[r % len(counts):] + counts[:r % len(counts)]:
+            for n in rotated(counts, r):
                 args.num_workers = n
                 got = measure("ours", model, batches[model], args, list_path, work, n)
                 rows[n].append(got)
                 print(f"{model:<22} {batches[model]:>5} {r + 1:>5} {n:>7} {got['ips']:>8.2f} "
-                      f"{got['reader_share']:>7.1%} {_cores(got):>6} {_cpu_per_image(got):>9} "
+                      f"{got['reader_share']:>7.1%} {cores_text(got):>6} {_cpu_per_image(got):>9} "
                       f"{got['load_avg']:>5.1f}", flush=True)
         for n in counts:
             med = lambda key: statistics.median(g[key] for g in rows[n])  # noqa: E731
@@ -268,10 +268,6 @@ def sweep_workers(args, batches, list_path: str, work: str, default_workers: int
 
 def _cpu_per_image(r: dict) -> str:
     return "?" if r.get("cpu_s_per_image") is None else f"{r['cpu_s_per_image']:.3f}"
-
-
-def _cores(r: dict) -> str:
-    return "?" if r.get("cores_busy") is None else f"{r['cores_busy']:.2f}"
 
 
 if __name__ == "__main__":

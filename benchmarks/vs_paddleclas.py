@@ -29,7 +29,8 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, ROOT)
 
 from _child import run_json_child  # noqa: E402  (benchmarks/ is the script's own folder)
-from _train_bench import StepClock, make_synthetic_images, median_ratio, print_json, run_ours  # noqa: E402
+from _train_bench import (StepClock, cores_text, env_without_threads, make_synthetic_images,  # noqa: E402
+                          measure_rounds, median_ratio, print_json, run_ours)
 
 DEFAULT_CONFIGS = ["ImageNet/ResNet/ResNet50.yaml:16", "ImageNet/PPLCNet/PPLCNet_x1_0.yaml:32"]
 TARGET_DEFAULTS = 1.6   # on 2 cores: ours uses both, PaddleClas one
@@ -99,7 +100,7 @@ def find_paddleclas(args) -> str:
 
 
 def _env(threads):
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    env = env_without_threads()
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
     return env
@@ -166,15 +167,16 @@ def main() -> None:
             ratios = {}
             for setting, threads in (("defaults", None), (f"{equal} threads each", equal)):
                 pairs = []
-                for r in range(args.rounds):
-                    order = ["paddleclas", "ours"] if r % 2 == 0 else ["ours", "paddleclas"]
-                    got = {k: measure(k, config, batch, threads, args, list_path, work) for k in order}
+                rounds = measure_rounds(args.rounds, ("paddleclas", "ours"),
+                                        lambda kind: measure(kind, config, batch, threads, args, list_path, work))
+                for got in rounds:
                     p, o = got["paddleclas"], got["ours"]
                     pairs.append((o["ips"], p["ips"]))
                     print(f"{model:<14} {batch:>5} {setting:<16} {p['ips']:>14.3f} {o['ips']:>9.3f} "
                           f"{o['ips'] / p['ips']:>6.2f} {str(p['threads']) + '/' + str(o['threads']):>15} "
                           f"{p['reader_share']:>7.1%}/{o['reader_share']:<7.1%} "
-                          f"{_cores(p):>6}/{_cores(o):<6} {max(p['load_avg'], o['load_avg']):>5.1f}", flush=True)
+                          f"{cores_text(p):>6}/{cores_text(o):<6} {max(p['load_avg'], o['load_avg']):>5.1f}",
+                          flush=True)
                 ratios[setting] = median_ratio(pairs)
             summary.append((model, ratios))
     finally:
@@ -184,10 +186,6 @@ def main() -> None:
         verdict = "OK" if ratios["defaults"] >= TARGET_DEFAULTS else "MISSED"
         print(f"RESULT {model}: {'; '.join(parts)} (target at defaults >= {TARGET_DEFAULTS} on 2 cores: "
               f"{verdict}); load avg now {os.getloadavg()[0]:.1f}")
-
-
-def _cores(r: dict) -> str:
-    return "?" if r.get("cores_busy") is None else f"{r['cores_busy']:.2f}"
 
 
 if __name__ == "__main__":

@@ -19,6 +19,12 @@ from typing import Optional
 EXIT_TRAINING, EXIT_CONFIG, EXIT_DATA = 1, 2, 3
 
 
+def located_message(place: str, message: str, hint: Optional[str] = None) -> str:
+    """``place: message (hint)``: the text of an error about one file or config key (``place`` may be empty)."""
+    text = f"{place}: {message}" if place else message
+    return text + (f" ({hint})" if hint else "")
+
+
 class PPFreezeError(Exception):
     """Base of every error ppfreeze reports as one message."""
 
@@ -43,7 +49,7 @@ class DataIntegrityError(PPFreezeError):
         self.path = path
         self.message = message
         self.hint = hint
-        super().__init__(f"{path}: {message}" + (f" ({hint})" if hint else ""))
+        super().__init__(located_message(path, message, hint))
 
 
 class TrainingError(PPFreezeError, RuntimeError):

@@ -11,6 +11,7 @@ from ppfreeze.config import ConfigError, load_config
 from ppfreeze.config.loader import apply_overrides, yaml_load
 from ppfreeze.config.schema import validate_config
 from ppfreeze.utils.io import staged_directory
+from _scripts import load_tool
 
 
 def _minimal(**sections):
@@ -66,11 +67,7 @@ def test_negative_weight_decay_is_refused(opt):
 
 
 def test_a_config_without_dataloader_section_is_a_config_error_for_training(tmp_path):
-    import importlib.util
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    spec = importlib.util.spec_from_file_location("train_tool", os.path.join(root, "tools", "train.py"))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool("train")
     cfg = _minimal(Loss={"Train": [{"CELoss": {"weight": 1.0}}]},
                    Optimizer={"name": "Momentum", "momentum": 0.9, "lr": {"name": "Constant", "learning_rate": 0.1}})
     cfg["Global"].update({"output_dir": str(tmp_path / "out"), "image_shape": [3, 32, 32]})

@@ -3,7 +3,6 @@
 One exported ResNet18 (32 px, 16 outputs, seeded weights) serves as classifier and as feature
 extractor; ``build_gallery.py`` runs twice at once in separate processes.
 """
-import importlib.util
 import json
 import os
 import subprocess
@@ -18,18 +17,11 @@ from ppfreeze.config import load_config
 from ppfreeze.export import export_model
 from ppfreeze.retrieval import GalleryIndex
 from make_demo_data import make_demo_dataset
+from _scripts import load_deploy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OPS = [{"DecodeImage": {"to_rgb": True}}, {"ResizeImage": {"size": 32}},
        {"NormalizeImage": {"scale": "1.0/255.0", "order": ""}}, {"ToCHWImage": None}]
-
-
-def load_deploy(name):
-    path = os.path.join(ROOT, "deploy", "python", f"{name}.py")
-    spec = importlib.util.spec_from_file_location(f"deploy_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,4 @@
 """End to end: train, resume bit-exactly, checkpoints, NaN guard, tools' exit codes."""
-import importlib.util
 import json
 import os
 
@@ -11,15 +10,7 @@ from ppfreeze.config import ConfigError, load_config
 from ppfreeze.errors import DataIntegrityError
 from ppfreeze.engine import Engine, TrainingDiverged
 from ppfreeze.engine import checkpoint as ckpt
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def load_tool(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "tools", f"{name}.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from _scripts import load_tool
 
 
 def params_of(prefix):

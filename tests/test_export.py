@@ -5,7 +5,6 @@ ATOL=1e-4 + RTOL=1e-3, and identical top-1 on every demo image. oneDNN reorders 
 so bit equality is not expected; measured differences here are ~1e-6.
 """
 import glob
-import importlib.util
 import json
 import os
 import subprocess
@@ -21,6 +20,7 @@ from ppfreeze.config import ConfigError, load_config
 from ppfreeze.data import create_operators, transform
 from make_demo_data import make_demo_dataset
 from ppfreeze.export import export_model, find_model_files, read_inference_yml
+from _scripts import load_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ATOL, RTOL = 1e-4, 1e-3
@@ -46,13 +46,6 @@ class TinyEmbedNet(ArchModel):
 
 if "TinyEmbedNet" not in MODELS:
     MODELS.register(TinyEmbedNet)
-
-
-def load_script(path, name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, path))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,5 @@
 """Multi-label / attribute training and evaluation end to end, classification eval with epoch metrics,
 re-id retrieval eval with cameras, and the Global keys involved."""
-import importlib.util
 import os
 
 import cv2
@@ -11,16 +10,9 @@ import yaml
 
 from ppfreeze.config.errors import ConfigError
 from ppfreeze.config.schema import validate_config
+from _scripts import load_tool
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NORM = {"NormalizeImage": {"scale": "1.0/255.0", "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "order": ""}}
-
-
-def load_tool(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "tools", f"{name}.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def make_attribute_set(root, n_train=12, n_val=6, seed=0):

@@ -1,16 +1,9 @@
 """tools/dev/run_paddleclas_configs.py: the overrides it may apply to PaddleClas's files, and no others."""
-import importlib.util
-import os
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from _scripts import load_script
 
 
 def _harness():
-    spec = importlib.util.spec_from_file_location("harness", os.path.join(ROOT, "tools", "dev",
-                                                                         "run_paddleclas_configs.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tools/dev/run_paddleclas_configs.py", "harness")
 
 
 CONFIG = {

@@ -62,6 +62,18 @@ def train(model, plan, steps=3, classes=5):
         optimizer.clear_grad()
 
 
+def audited_train(model, plan):
+    """``train`` under a FreezeAudit, which fails if any frozen tensor (BN statistics too) is not
+    bit-identical after the steps; returns the state before training."""
+    audit = FreezeAudit(model, plan)
+    plan.apply(model)
+    audit.snapshot()
+    before = snapshot(model)
+    train(model, plan)
+    audit.check("after 3 steps")
+    return before
+
+
 def snapshot(model):
     return {k: v.numpy().copy() for k, v in model.state_dict().items()}
 
@@ -116,12 +128,7 @@ def test_lora_trains_adapters_and_head_only_and_merges_exactly(build, peft, adap
     base_keys = list(model.state_dict())
     plan = plan_for(model, peft)
     head = [k for k in base_keys if k.startswith(("fc.", "head.", "norm."))]
-    audit = FreezeAudit(model, plan)
-    plan.apply(model)
-    audit.snapshot()
-    before = snapshot(model)
-    train(model, plan, classes=5)
-    audit.check("after 3 steps")  # every base tensor (BN statistics too) bit-identical
+    before = audited_train(model, plan)
     assert changed(before, model) == {f"{layer}.lora_{ab}" for layer in adapted for ab in "AB"} | set(head)
     report = plan.report(model, IMAGE)
     assert report["peft"]["params_added"] == n_weights(model) - base_weights
@@ -174,12 +181,7 @@ def test_adapter_file_holds_only_what_trains_and_restores_the_finetuned_model(tm
 def test_bitfit_trains_biases_norm_affines_and_head_only(build):
     model = build()
     plan = plan_for(model, "bitfit")
-    audit = FreezeAudit(model, plan)
-    plan.apply(model)
-    audit.snapshot()
-    before = snapshot(model)
-    train(model, plan)
-    audit.check("after 3 steps")
+    before = audited_train(model, plan)
     norms = {n for n, layer in model.named_sublayers()
              if isinstance(layer, (paddle.nn.LayerNorm, paddle.nn.BatchNorm2D))}
     claimed = {k for k in before if k.endswith(".bias") or k.rsplit(".", 1)[0] in norms or k.startswith(("fc.", "head."))}
@@ -199,12 +201,7 @@ def test_vpt_trains_prompts_and_head_only(deep, tmp_path):
     keys = list(model.state_dict())
     assert keys.index("prompt.tokens") == keys.index("blocks.0.norm1.weight") - 1  # registered before blocks
     assert plan.index.units.index("prompt") < plan.index.units.index("blocks.0")
-    audit = FreezeAudit(model, plan)
-    plan.apply(model)
-    audit.snapshot()
-    before = snapshot(model)
-    train(model, plan)
-    audit.check("after 3 steps")
+    before = audited_train(model, plan)
     assert changed(before, model) == {"prompt.tokens", "norm.weight", "norm.bias", "head.weight", "head.bias"}
     assert seen[-1] == 1 + 4 + 3  # class token + 4 patches + 3 prompts reach every block
     model.eval()

@@ -1,6 +1,5 @@
 """Retrieval training: RecModel + gears, triplet loss, P x K sampler, retrieval eval, end to end."""
 import copy
-import importlib.util
 import json
 import math
 import os
@@ -18,6 +17,7 @@ from ppfreeze.loss import build_loss
 from ppfreeze.loss.triplet import TripletLoss, TripletLossV2
 from ppfreeze.engine.evaluation import embed_dataset, eval_retrieval
 from ppfreeze.retrieval.metrics import recall_at_k
+from _scripts import load_deploy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -307,13 +307,6 @@ def test_train_retrieval_end_to_end_with_frozen_backbone(demo_root, tmp_path):
     export_cfg["Arch"]["infer_output_key"] = "features"
     export_model(export_cfg, str(tmp_path / "inference"))
     deploy_gallery_round_trip(demo_root, str(tmp_path / "inference"), tmp_path)
-
-
-def load_deploy(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "deploy", "python", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def deploy_gallery_round_trip(demo_root, model_dir, tmp_path):

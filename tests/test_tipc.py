@@ -17,6 +17,8 @@ import sys
 import numpy as np
 import pytest
 
+from _scripts import load_script
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CNN_CONFIG = "test_tipc/configs/PPLCNet/PPLCNet_x0_25_train_infer_python.txt"
 FREEZE_CONFIG = "test_tipc/configs/ResNet/ResNet18_freeze_train_infer_python.txt"
@@ -223,9 +225,4 @@ def test_config_parsing(mirror, tmp_path):
 
 
 def _compare_module():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("tipc_compare_results",
-                                                  os.path.join(ROOT, "test_tipc", "compare_results.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("test_tipc/compare_results.py", "tipc_compare_results")

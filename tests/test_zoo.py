@@ -15,6 +15,7 @@ import paddle
 import pytest
 
 from ppfreeze.arch import MODELS, build_model
+from _scripts import load_deploy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MANIFEST_DIR = os.path.join(ROOT, "tests", "manifests")
@@ -137,10 +138,7 @@ def test_freeze_stages_2_keeps_frozen_tensors_bit_identical(name):
 @pytest.mark.parametrize("name", FAMILY_REPS)
 def test_export_and_inference_agree_with_dygraph(name, tmp_path):
     from paddle.static import InputSpec
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("predictor", os.path.join(ROOT, "deploy", "python", "predictor.py"))
-    predictor_mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(predictor_mod)
+    predictor_mod = load_deploy("predictor")
     paddle.seed(4)
     model = build_model({"name": name, "class_num": 5})
     model.eval()

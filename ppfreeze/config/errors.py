@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 from typing import Iterable, Optional
 
-from ..errors import EXIT_CONFIG, PPFreezeError
+from ..errors import EXIT_CONFIG, PPFreezeError, located_message
 
 
 def did_you_mean(word: str, candidates: Iterable[str], n: int = 3) -> str:
@@ -38,10 +38,7 @@ class ConfigError(PPFreezeError, ValueError):
         self.key = key
         self.message = message
         self.hint = hint
-        text = f"{key}: {message}" if key else message
-        if hint:
-            text += f" ({hint})"
-        super().__init__(text)
+        super().__init__(located_message(key, message, hint))
 
     def nested_under(self, prefix: str) -> "ConfigError":
         """This error with its key placed under ``prefix``.

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -66,8 +66,27 @@ class RetrievalMetric:
                           "set Global.eval_mode: retrieval, or use TopkAcc for classification")
 
 
+class TopkRetrievalMetric(RetrievalMetric):
+    """A retrieval metric at each of the top ``k`` ranks: ``at_k`` (a :mod:`ppfreeze.retrieval.metrics`
+    function) computes it, ``result_name`` names each value (``{k}`` is replaced by k)."""
+
+    at_k: Callable[..., Dict[str, float]]
+    result_name: str
+
+    def __init__(self, topk: Union[int, Sequence[int]] = (1, 5), descending: bool = True):
+        self.topk = _check_topk(topk)
+        _check_descending(descending)
+
+    def compute(self, query: EmbeddedSet, gallery: EmbeddedSet, exclude_self: bool,
+                similarity: str = "cosine") -> Dict[str, float]:
+        result = self.at_k(query.features, query.labels, gallery.features, gallery.labels, self.topk,
+                           **self.exclusions(query, gallery, exclude_self), similarity=similarity)
+        names = [self.result_name.format(k=k) for k in self.topk]
+        return {name: result[name] for name in names}
+
+
 @METRICS.register
-class Recallk(RetrievalMetric):
+class Recallk(TopkRetrievalMetric):
     """Share of queries with a same-label gallery item among the top k: ``recall1``, ``recall5``, ...
 
     Args:
@@ -75,19 +94,12 @@ class Recallk(RetrievalMetric):
         descending: PaddleClas's ranking order; only true (best similarity first) is meaningful.
     """
 
-    def __init__(self, topk: Union[int, Sequence[int]] = (1, 5), descending: bool = True):
-        self.topk = _check_topk(topk)
-        _check_descending(descending)
-
-    def compute(self, query: EmbeddedSet, gallery: EmbeddedSet, exclude_self: bool,
-                similarity: str = "cosine") -> Dict[str, float]:
-        result = recall_at_k(query.features, query.labels, gallery.features, gallery.labels, self.topk,
-                             **self.exclusions(query, gallery, exclude_self), similarity=similarity)
-        return {f"recall{k}": result[f"recall{k}"] for k in self.topk}
+    at_k = staticmethod(recall_at_k)
+    result_name = "recall{k}"
 
 
 @METRICS.register
-class Precisionk(RetrievalMetric):
+class Precisionk(TopkRetrievalMetric):
     """Mean share of positives among each query's top k: ``precision@1``, ``precision@5``, ...
 
     Args:
@@ -95,15 +107,8 @@ class Precisionk(RetrievalMetric):
         descending: PaddleClas's ranking order; only true is meaningful.
     """
 
-    def __init__(self, topk: Union[int, Sequence[int]] = (1, 5), descending: bool = True):
-        self.topk = _check_topk(topk)
-        _check_descending(descending)
-
-    def compute(self, query: EmbeddedSet, gallery: EmbeddedSet, exclude_self: bool,
-                similarity: str = "cosine") -> Dict[str, float]:
-        result = precision_at_k(query.features, query.labels, gallery.features, gallery.labels, self.topk,
-                                **self.exclusions(query, gallery, exclude_self), similarity=similarity)
-        return {f"precision@{k}": result[f"precision@{k}"] for k in self.topk}
+    at_k = staticmethod(precision_at_k)
+    result_name = "precision@{k}"
 
 
 @METRICS.register(name="mAP")

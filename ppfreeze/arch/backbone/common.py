@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import OrderedDict
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import paddle
 import paddle.nn as nn
@@ -231,6 +231,68 @@ def declare_stages(model: nn.Layer, stages: Mapping[str, Sequence[str]]) -> None
 def sublayer(layer: nn.Layer, name: str) -> nn.Layer:
     """The registered sublayer ``name`` (also when an attribute of the same name shadows it)."""
     return layer._sub_layers[name]
+
+
+class StagesLayerList:
+    """Mixin for models whose PaddleClas layout has a LayerList sublayer named ``stages``
+    (PP-LCNetV2, PP-HGNet(V2), ConvNeXt): ``stage_layers`` reads it, because the attribute
+    ``stages`` holds the contract's mapping (:func:`declare_stages`)."""
+
+    @property
+    def stage_layers(self) -> nn.LayerList:
+        """PaddleClas's ``stages`` LayerList."""
+        return sublayer(self, "stages")
+
+
+def indexed_stage_map(stem: Sequence[str], num_stages: int, head: Sequence[str]) -> Dict[str, List[str]]:
+    """``stem``, ``stage1``..``stageN`` = ``stages.0``..``stages.{N-1}`` (a ``stages`` LayerList), ``head``."""
+    return stage_map(stem, [[f"stages.{n}"] for n in range(num_stages)], head)
+
+
+#: the pooled 1x1-conv head of PP-LCNet, PP-LCNetV2, PP-HGNet and PP-HGNetV2, in forward order
+LAST_CONV_HEAD = ("avg_pool", "last_conv", "act", "lab", "dropout", "flatten", "fc")
+
+
+def add_last_conv_head(model: nn.Layer, num_features: int, use_last_conv: bool, class_expand: int,
+                       dropout_prob: float, act: Callable[[], nn.Layer] = nn.ReLU, conv_weight_attr: Any = None,
+                       conv_bias_attr: Any = False, lab: Optional[Callable[[], nn.Layer]] = None) -> int:
+    """Add the head's sublayers before ``fc`` to ``model`` under PaddleClas's names (state-dict keys):
+    ``avg_pool``, then (``use_last_conv``) a 1x1 ``last_conv`` to ``class_expand`` channels, ``act``,
+    ``lab`` (PP-HGNetV2's learnable affine block, when given) and ``dropout``, then ``flatten``.
+
+    Layers are created in that order (Paddle names parameters by creation order). Returns the width
+    ``fc`` reads; the caller adds ``fc`` (its initialisation and wrapping differ by family).
+    """
+    model.avg_pool = nn.AdaptiveAvgPool2D(1)
+    if use_last_conv:
+        model.last_conv = nn.Conv2D(num_features, class_expand, 1, weight_attr=conv_weight_attr,
+                                    bias_attr=conv_bias_attr)
+        model.act = act()
+        if lab is not None:
+            model.lab = lab()
+        model.dropout = nn.Dropout(p=dropout_prob, mode="downscale_in_infer")
+        num_features = class_expand
+    else:
+        model.last_conv = None
+    model.flatten = nn.Flatten(start_axis=1, stop_axis=-1)
+    return num_features
+
+
+def last_conv_head(model: nn.Layer, x: paddle.Tensor) -> paddle.Tensor:
+    """Forward through the head :func:`add_last_conv_head` built (and ``model.fc``)."""
+    x = model.avg_pool(x)
+    if model.last_conv is not None:
+        x = model.act(model.last_conv(x))
+        lab = getattr(model, "lab", None)
+        if lab is not None:
+            x = lab(x)
+        x = model.dropout(x)
+    return model.fc(model.flatten(x))
+
+
+def last_conv_head_units(model: nn.Layer) -> List[str]:
+    """The units of the head :func:`add_last_conv_head` built, in forward order."""
+    return [name for name in LAST_CONV_HEAD if getattr(model, name, None) is not None]
 
 
 class DropPath(nn.Layer):

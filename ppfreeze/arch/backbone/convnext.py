@@ -30,7 +30,8 @@ from ...config.errors import ConfigError
 from ...config.expr import to_number
 from ..base import ArchModel
 from ..registry import MODELS
-from .common import DropPath, check_class_num, check_probability, declare_stages, int_list, param_attr, sublayer
+from .common import (DropPath, StagesLayerList, check_class_num, check_probability, declare_stages, int_list,
+                     param_attr)
 
 INIT_STD = 0.02
 
@@ -85,7 +86,7 @@ class Block(nn.Layer):
         return residual + self.drop_path(x.transpose([0, 3, 1, 2]))
 
 
-class ConvNeXt(ArchModel):
+class ConvNeXt(StagesLayerList, ArchModel):
     """ConvNeXt; subclasses fix the defaults of ``depths`` and ``dims``.
 
     Args:
@@ -134,11 +135,6 @@ class ConvNeXt(ArchModel):
         self.class_num = class_num
         self.num_features = dims[-1]
         declare_stages(self, self._stages())
-
-    @property
-    def stage_layers(self) -> nn.LayerList:
-        """PaddleClas's ``stages`` LayerList (the name ``stages`` holds the contract's mapping)."""
-        return sublayer(self, "stages")
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         for downsample, stage in zip(self.downsample_layers, self.stage_layers):

@@ -13,21 +13,19 @@ batch_norm + ReLU -> pool2d_avg -> flatten -> out.
 """
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from typing import List
 
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
-from paddle import ParamAttr
-from paddle.nn.initializer import Uniform
 
 from ...config.errors import ConfigError
 from ...config.expr import to_number
 from ..base import ArchModel
 from ..registry import MODELS
 from .common import check_class_num
+from .resnet_classic import BNReLUConv, ConvBN, uniform_linear
 
 # depth -> (stem channels, growth rate, dense layers per block)
 SPECS = {
@@ -39,31 +37,6 @@ SPECS = {
 }
 
 
-class BNReLUConv(nn.Layer):
-    """Pre-activation unit: BN -> ReLU -> conv (no bias)."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, padding: int = 0):
-        super().__init__()
-        self._batch_norm = nn.BatchNorm2D(in_channels)
-        self._conv = nn.Conv2D(in_channels, out_channels, kernel_size, padding=padding, bias_attr=False)
-
-    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        return self._conv(F.relu(self._batch_norm(x)))
-
-
-class ConvBNReLU(nn.Layer):
-    """The stem unit: conv (no bias) -> BN -> ReLU."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int, padding: int):
-        super().__init__()
-        self._conv = nn.Conv2D(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
-                               bias_attr=False)
-        self._batch_norm = nn.BatchNorm2D(out_channels)
-
-    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        return F.relu(self._batch_norm(self._conv(x)))
-
-
 class DenseLayer(nn.Layer):
     """Bottleneck 1x1 (``bn_size * growth`` channels) -> 3x3 (``growth``) -> [dropout];
     the output is the input with the new channels concatenated."""
@@ -71,7 +44,7 @@ class DenseLayer(nn.Layer):
     def __init__(self, in_channels: int, growth_rate: int, bn_size: int, dropout: float):
         super().__init__()
         self.bn_ac_func1 = BNReLUConv(in_channels, bn_size * growth_rate, 1)
-        self.bn_ac_func2 = BNReLUConv(bn_size * growth_rate, growth_rate, 3, padding=1)
+        self.bn_ac_func2 = BNReLUConv(bn_size * growth_rate, growth_rate, 3)
         self.dropout_func = nn.Dropout(p=dropout, mode="downscale_in_infer") if dropout else None
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
@@ -123,7 +96,7 @@ class DenseNet(ArchModel):
             raise ConfigError("dropout", f"expected a probability in [0, 1), got {dropout!r}")
         stem_channels, growth, layers_per_block = SPECS[self.depth]
 
-        self.conv1_func = ConvBNReLU(3, stem_channels, 7, stride=2, padding=3)
+        self.conv1_func = ConvBN(3, stem_channels, 7, stride=2, act="relu")
         self.pool2d_max = nn.MaxPool2D(kernel_size=3, stride=2, padding=1)
         self.stages = OrderedDict(stem=["conv1_func", "pool2d_max"])
         channels = stem_channels
@@ -143,8 +116,7 @@ class DenseNet(ArchModel):
         self.stages[f"stage{last + 1}"].append("batch_norm")
         self.pool2d_avg = nn.AdaptiveAvgPool2D(1)
         self.flatten = nn.Flatten(start_axis=1, stop_axis=-1)
-        bound = 1.0 / math.sqrt(channels)
-        self.out = nn.Linear(channels, class_num, weight_attr=ParamAttr(initializer=Uniform(-bound, bound)))
+        self.out = uniform_linear(channels, class_num)
         self.stages["head"] = ["pool2d_avg", "flatten", "out"]
 
         self.class_num = class_num

@@ -27,6 +27,7 @@ from paddle.nn.initializer import Uniform
 from ..base import ArchModel
 from ..registry import MODELS
 from .common import check_class_num
+from .resnet_classic import BNReLUConv, ConvBN
 
 Paths = List[paddle.Tensor]  # [residual path, dense path]
 
@@ -51,32 +52,6 @@ SPECS: Dict[int, Spec] = {
 }
 
 
-class ConvBNLayer(nn.Layer):
-    """Conv (no bias) -> BN -> ReLU (the stem)."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int, padding: int):
-        super().__init__()
-        self._conv = nn.Conv2D(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
-                               bias_attr=False)
-        self._batch_norm = nn.BatchNorm2D(out_channels)
-
-    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        return F.relu(self._batch_norm(self._conv(x)))
-
-
-class BNACConvLayer(nn.Layer):
-    """Pre-activation unit: BN -> ReLU -> conv (no bias)."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, groups: int = 1):
-        super().__init__()
-        self._batch_norm = nn.BatchNorm2D(in_channels)
-        self._conv = nn.Conv2D(in_channels, out_channels, kernel_size, stride=stride,
-                               padding=(kernel_size - 1) // 2, groups=groups, bias_attr=False)
-
-    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        return self._conv(F.relu(self._batch_norm(x)))
-
-
 class DualPathBlock(nn.Layer):
     """1x1 -> grouped 3x3 -> 1x1 to ``bw + inc`` channels: the first ``bw`` are added to the
     residual path, the last ``inc`` appended to the dense path.  With ``projection`` (a stage's
@@ -86,12 +61,12 @@ class DualPathBlock(nn.Layer):
         super().__init__()
         self.bw, self.inc = bw, inc
         if projection:
-            self.c1x1_w_func = BNACConvLayer(in_channels, bw + 2 * inc, 1, stride=stride)
+            self.c1x1_w_func = BNReLUConv(in_channels, bw + 2 * inc, 1, stride=stride)
         else:
             self.c1x1_w_func = None
-        self.c1x1_a_func = BNACConvLayer(in_channels, mid, 1)
-        self.c3x3_b_func = BNACConvLayer(mid, mid, 3, stride=stride, groups=groups)
-        self.c1x1_c_func = BNACConvLayer(mid, bw + inc, 1)
+        self.c1x1_a_func = BNReLUConv(in_channels, mid, 1)
+        self.c3x3_b_func = BNReLUConv(mid, mid, 3, stride=stride, groups=groups)
+        self.c1x1_c_func = BNReLUConv(mid, bw + inc, 1)
 
     def forward(self, x: Union[paddle.Tensor, Paths]) -> Paths:
         data = paddle.concat(x, axis=1) if isinstance(x, (list, tuple)) else x
@@ -119,8 +94,7 @@ class DPN(ArchModel):
         super().__init__()
         class_num = check_class_num(class_num)
         spec = SPECS[self.depth]
-        self.conv1_x_1_func = ConvBNLayer(3, spec.stem_channels, spec.stem_kernel, stride=2,
-                                          padding=(spec.stem_kernel - 1) // 2)
+        self.conv1_x_1_func = ConvBN(3, spec.stem_channels, spec.stem_kernel, stride=2, act="relu")
         self.pool2d_max = nn.MaxPool2D(kernel_size=3, stride=2, padding=1)
         self.stages = OrderedDict(stem=["conv1_x_1_func", "pool2d_max"])
         channels: Union[int, Sequence[int]] = spec.stem_channels

@@ -14,7 +14,6 @@ Forward: stem -> pool -> stages.0..3 -> avg_pool -> last_conv -> act -> dropout 
 """
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import paddle
@@ -24,8 +23,8 @@ from paddle.nn.initializer import Constant, KaimingNormal
 from ...config.errors import ConfigError
 from ..base import ArchModel
 from ..registry import MODELS
-from .common import (check_bool, check_class_num, check_probability, declare_stages, int_list, param_attr,
-                     sublayer)
+from .common import (StagesLayerList, add_last_conv_head, check_bool, check_class_num, check_probability,
+                     declare_stages, indexed_stage_map, int_list, last_conv_head, last_conv_head_units, param_attr)
 
 STAGE_FIELDS = ("in_channels", "mid_channels", "out_channels", "block_num", "downsample")
 
@@ -39,6 +38,15 @@ def bn_attrs(lr_mult: float = 1.0) -> Tuple[Any, Any]:
     """BN scale 1 and shift 0, without weight decay."""
     return (param_attr(lr_mult, no_decay=True, initializer=Constant(1.0)),
             param_attr(lr_mult, no_decay=True, initializer=Constant(0.0)))
+
+
+def chained_outputs(layers: nn.LayerList, x: paddle.Tensor) -> paddle.Tensor:
+    """``x`` and the output of each layer applied in turn (``l1(x)``, ``l2(l1(x))``, ...), concatenated
+    on channels: what an HG block aggregates."""
+    outputs = [x]
+    for layer in layers:
+        outputs.append(layer(outputs[-1]))
+    return paddle.concat(outputs, axis=1)
 
 
 class ConvBNAct(nn.Layer):
@@ -84,13 +92,8 @@ class HG_Block(nn.Layer):
         self.att = ESEModule(out_channels)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        identity = x
-        outputs = [x]
-        for layer in self.layers:
-            x = layer(x)
-            outputs.append(x)
-        x = self.att(self.aggregation_conv(paddle.concat(outputs, axis=1)))
-        return x + identity if self.identity else x
+        y = self.att(self.aggregation_conv(chained_outputs(self.layers, x)))
+        return y + x if self.identity else y
 
 
 class HG_Stage(nn.Layer):
@@ -143,7 +146,7 @@ def check_stage_chain(rows: Sequence[Sequence[Any]], first_in: int, key: str = "
         width = row[2]
 
 
-class PPHGNet(ArchModel):
+class PPHGNet(StagesLayerList, ArchModel):
     """PP-HGNet; subclasses fix the defaults of ``stem_channels``, ``stage_config``, ``layer_num``
     and ``dropout_prob``.
 
@@ -183,45 +186,20 @@ class PPHGNet(ArchModel):
             HG_Stage(in_c, mid_c, out_c, blocks, layer_num, downsample)
             for in_c, mid_c, out_c, blocks, downsample in rows]))
 
-        num_features = rows[-1][2]
-        self.avg_pool = nn.AdaptiveAvgPool2D(1)
-        if use_last_conv:
-            self.last_conv = nn.Conv2D(num_features, class_expand, 1, weight_attr=conv_attr(), bias_attr=False)
-            self.act = nn.ReLU()
-            self.dropout = nn.Dropout(p=dropout_prob, mode="downscale_in_infer")
-            num_features = class_expand
-        else:
-            self.last_conv = None
-        self.flatten = nn.Flatten(start_axis=1, stop_axis=-1)
+        num_features = add_last_conv_head(self, rows[-1][2], use_last_conv, class_expand, dropout_prob,
+                                          conv_weight_attr=conv_attr())
         self.fc = nn.Linear(num_features, class_num, bias_attr=param_attr(initializer=Constant(0.0)))
 
         self.class_num = class_num
         self.num_features = num_features
-        declare_stages(self, self._stages(len(rows)))
-
-    @property
-    def stage_layers(self) -> nn.LayerList:
-        """PaddleClas's ``stages`` LayerList (the name ``stages`` holds the contract's mapping)."""
-        return sublayer(self, "stages")
+        # stem (stem convs + max pool), stage1..stageN (``stages.i``), head
+        declare_stages(self, indexed_stage_map(["stem", "pool"], len(rows), last_conv_head_units(self)))
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         x = self.pool(self.stem(x))
         for stage in self.stage_layers:
             x = stage(x)
-        x = self.avg_pool(x)
-        if self.last_conv is not None:
-            x = self.dropout(self.act(self.last_conv(x)))
-        x = self.flatten(x)
-        return self.fc(x)
-
-    def _stages(self, num_stages: int) -> Dict[str, List[str]]:
-        """stem (stem convs + max pool), stage1..stageN (``stages.i``), head -- in forward order."""
-        stages: Dict[str, List[str]] = OrderedDict(stem=["stem", "pool"])
-        for n in range(num_stages):
-            stages[f"stage{n + 1}"] = [f"stages.{n}"]
-        head = ["avg_pool", "last_conv", "act", "dropout", "flatten", "fc"]
-        stages["head"] = [name for name in head if getattr(self, name, None) is not None]
-        return stages
+        return last_conv_head(self, x)
 
 
 @MODELS.register

@@ -14,8 +14,7 @@ Forward: stem -> stages.0..3 -> avg_pool -> last_conv -> act -> [lab] -> dropout
 """
 from __future__ import annotations
 
-from collections import OrderedDict
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, Optional, Sequence, Union
 
 import paddle
 import paddle.nn as nn
@@ -23,9 +22,10 @@ from paddle.nn.initializer import Constant
 
 from ..base import ArchModel
 from ..registry import MODELS
-from .common import (check_bool, check_class_num, check_probability, declare_stages, int_list, number_list,
-                     param_attr, sublayer)
-from .pphgnet import bn_attrs, check_stage_chain, conv_attr, stage_rows
+from .common import (StagesLayerList, add_last_conv_head, check_bool, check_class_num, check_probability,
+                     declare_stages, indexed_stage_map, int_list, last_conv_head, last_conv_head_units, number_list,
+                     param_attr)
+from .pphgnet import bn_attrs, chained_outputs, check_stage_chain, conv_attr, stage_rows
 
 STAGE_FIELDS = ("in_channels", "mid_channels", "out_channels", "block_num", "is_downsample", "light_block",
                 "kernel_size", "layer_num")
@@ -126,13 +126,8 @@ class HGV2_Block(nn.Layer):
                                                      lr_mult=lr_mult)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        identity = x
-        outputs = [x]
-        for layer in self.layers:
-            x = layer(x)
-            outputs.append(x)
-        x = self.aggregation_excitation_conv(self.aggregation_squeeze_conv(paddle.concat(outputs, axis=1)))
-        return x + identity if self.identity else x
+        y = self.aggregation_excitation_conv(self.aggregation_squeeze_conv(chained_outputs(self.layers, x)))
+        return y + x if self.identity else y
 
 
 class HGV2_Stage(nn.Layer):
@@ -155,7 +150,7 @@ class HGV2_Stage(nn.Layer):
         return self.blocks(x)
 
 
-class PPHGNetV2(ArchModel):
+class PPHGNetV2(StagesLayerList, ArchModel):
     """PP-HGNetV2; subclasses (B0..B6) fix the defaults of ``stem_channels``, ``stage_config`` and
     ``use_lab``.
 
@@ -195,49 +190,20 @@ class PPHGNetV2(ArchModel):
             HGV2_Stage(in_c, mid_c, out_c, blocks, layer_num, down, light, kernel, use_lab, lr_mult=lr_mults[i + 1])
             for i, (in_c, mid_c, out_c, blocks, down, light, kernel, layer_num) in enumerate(rows)]))
 
-        num_features = rows[-1][2]
-        self.avg_pool = nn.AdaptiveAvgPool2D(1)
-        if use_last_conv:
-            self.last_conv = nn.Conv2D(num_features, class_expand, 1, weight_attr=conv_attr(), bias_attr=False)
-            self.act = nn.ReLU()
-            self.lab = LearnableAffineBlock() if use_lab else None
-            self.dropout = nn.Dropout(p=dropout_prob, mode="downscale_in_infer")
-            num_features = class_expand
-        else:
-            self.last_conv = None
-        self.flatten = nn.Flatten(start_axis=1, stop_axis=-1)
+        num_features = add_last_conv_head(self, rows[-1][2], use_last_conv, class_expand, dropout_prob,
+                                          conv_weight_attr=conv_attr(),
+                                          lab=LearnableAffineBlock if use_lab else None)
         self.fc = nn.Linear(num_features, class_num, bias_attr=param_attr(initializer=Constant(0.0)))
 
         self.class_num = class_num
         self.num_features = num_features
-        declare_stages(self, self._stages(len(rows)))
-
-    @property
-    def stage_layers(self) -> nn.LayerList:
-        """PaddleClas's ``stages`` LayerList (the name ``stages`` holds the contract's mapping)."""
-        return sublayer(self, "stages")
+        declare_stages(self, indexed_stage_map(["stem"], len(rows), last_conv_head_units(self)))
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         x = self.stem(x)
         for stage in self.stage_layers:
             x = stage(x)
-        x = self.avg_pool(x)
-        if self.last_conv is not None:
-            x = self.act(self.last_conv(x))
-            if self.lab is not None:
-                x = self.lab(x)
-            x = self.dropout(x)
-        x = self.flatten(x)
-        return self.fc(x)
-
-    def _stages(self, num_stages: int) -> Dict[str, List[str]]:
-        """stem, stage1..stageN (``stages.i``), head -- in forward order."""
-        stages: Dict[str, List[str]] = OrderedDict(stem=["stem"])
-        for n in range(num_stages):
-            stages[f"stage{n + 1}"] = [f"stages.{n}"]
-        head = ["avg_pool", "last_conv", "act", "lab", "dropout", "flatten", "fc"]
-        stages["head"] = [name for name in head if getattr(self, name, None) is not None]
-        return stages
+        return last_conv_head(self, x)
 
 
 # in_channels, mid_channels, out_channels, block_num, is_downsample, light_block, kernel_size, layer_num

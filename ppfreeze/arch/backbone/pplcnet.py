@@ -23,8 +23,8 @@ from ...config.errors import ConfigError
 from ...config.expr import to_number
 from ..base import ArchModel
 from ..registry import MODELS
-from .common import (SEModule, check_bool, check_class_num, check_probability, make_divisible, number_list,
-                     param_attr)
+from .common import (SEModule, add_last_conv_head, check_bool, check_class_num, check_probability, last_conv_head,
+                     last_conv_head_units, make_divisible, number_list, param_attr)
 
 # per stage: (kernel, in_channels, out_channels, stride, use_se) at scale 1.0
 NET_CONFIG = OrderedDict(
@@ -141,16 +141,8 @@ class PPLCNet(ArchModel):
                                    act=act, lr_mult=lr_mults[n + 1])
                 for i, (k, c_in, c_out, s, se) in enumerate(specs)]))
 
-        num_features = make_divisible(NET_CONFIG["blocks6"][-1][2] * scale)
-        self.avg_pool = nn.AdaptiveAvgPool2D(1)
-        if use_last_conv:
-            self.last_conv = nn.Conv2D(num_features, class_expand, 1, bias_attr=False)
-            self.act = ACTIVATIONS[act]()
-            self.dropout = nn.Dropout(p=dropout_prob, mode="downscale_in_infer")
-            num_features = class_expand
-        else:
-            self.last_conv = None
-        self.flatten = nn.Flatten(start_axis=1, stop_axis=-1)
+        num_features = add_last_conv_head(self, make_divisible(NET_CONFIG["blocks6"][-1][2] * scale), use_last_conv,
+                                          class_expand, dropout_prob, act=ACTIVATIONS[act])
         self.fc = TanhSuffix(nn.Linear(num_features, class_num)) if self.tanh_output \
             else nn.Linear(num_features, class_num)
 
@@ -166,11 +158,7 @@ class PPLCNet(ArchModel):
         x = self.blocks4(x)
         x = self.blocks5(x)
         x = self.blocks6(x)
-        x = self.avg_pool(x)
-        if self.last_conv is not None:
-            x = self.dropout(self.act(self.last_conv(x)))
-        x = self.flatten(x)
-        return self.fc(x)
+        return last_conv_head(self, x)
 
     def _resolve_scale(self, scale: Optional[float]) -> float:
         if self.fixed_scale is None:
@@ -185,8 +173,7 @@ class PPLCNet(ArchModel):
         stages: Dict[str, List[str]] = OrderedDict(stem=["conv1"])
         for stage in NET_CONFIG:
             stages[stage] = [stage]
-        head = ["avg_pool", "last_conv", "act", "dropout", "flatten", "fc"]
-        stages["head"] = [name for name in head if getattr(self, name, None) is not None]
+        stages["head"] = last_conv_head_units(self)
         return stages
 
 

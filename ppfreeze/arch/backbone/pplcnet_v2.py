@@ -15,8 +15,7 @@ Forward: stem -> stages.0..3 -> avg_pool -> last_conv -> act -> dropout -> flatt
 """
 from __future__ import annotations
 
-from collections import OrderedDict
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import paddle
 import paddle.nn as nn
@@ -27,8 +26,9 @@ from ...config.expr import to_number
 from ...config.errors import ConfigError
 from ..base import ArchModel
 from ..registry import MODELS
-from .common import (check_bool, check_class_num, check_probability, declare_stages, fold_batch_norm, int_list,
-                     make_divisible, param_attr, sublayer)
+from .common import (StagesLayerList, add_last_conv_head, check_bool, check_class_num, check_probability,
+                     declare_stages, fold_batch_norm, indexed_stage_map, int_list, last_conv_head,
+                     last_conv_head_units, make_divisible, param_attr)
 
 # per stage: (in_channels at scale 1, dw kernel, split_pw, use_rep, use_se, use_shortcut); out = 2 x in
 STAGE_CONFIG = (
@@ -139,7 +139,7 @@ class RepDepthwiseSeparable(nn.Layer):
         return self
 
 
-class PPLCNetV2(ArchModel):
+class PPLCNetV2(StagesLayerList, ArchModel):
     """PP-LCNetV2; subclasses fix ``scale``, ``depths`` and the default ``dropout_prob``.
 
     Args:
@@ -182,46 +182,22 @@ class PPLCNetV2(ArchModel):
                 for i in range(depths[n])])
             for n, (width, kernel, split_pw, use_rep, use_se, use_shortcut) in enumerate(STAGE_CONFIG)]))
 
-        num_features = make_divisible(2 * STAGE_CONFIG[-1][0] * scale)
-        self.avg_pool = nn.AdaptiveAvgPool2D(1)
-        if use_last_conv:
-            self.last_conv = nn.Conv2D(num_features, class_expand, 1, bias_attr=None if self.last_conv_bias else False)
-            self.act = nn.ReLU() if self.last_conv_act else nn.Identity()
-            self.dropout = nn.Dropout(p=dropout_prob, mode="downscale_in_infer")
-            num_features = class_expand
-        else:
-            self.last_conv = None
-        self.flatten = nn.Flatten(start_axis=1, stop_axis=-1)
+        num_features = add_last_conv_head(self, make_divisible(2 * STAGE_CONFIG[-1][0] * scale), use_last_conv,
+                                          class_expand, dropout_prob,
+                                          act=nn.ReLU if self.last_conv_act else nn.Identity,
+                                          conv_bias_attr=None if self.last_conv_bias else False)
         self.fc = nn.Linear(num_features, class_num)
 
         self.scale = scale
         self.class_num = class_num
         self.num_features = num_features
-        declare_stages(self, self._stages(len(depths)))
-
-    @property
-    def stage_layers(self) -> nn.LayerList:
-        """PaddleClas's ``stages`` LayerList (the name ``stages`` holds the contract's mapping)."""
-        return sublayer(self, "stages")
+        declare_stages(self, indexed_stage_map(["stem"], len(depths), last_conv_head_units(self)))
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         x = self.stem(x)
         for stage in self.stage_layers:
             x = stage(x)
-        x = self.avg_pool(x)
-        if self.last_conv is not None:
-            x = self.dropout(self.act(self.last_conv(x)))
-        x = self.flatten(x)
-        return self.fc(x)
-
-    def _stages(self, num_stages: int) -> Dict[str, List[str]]:
-        """stem, stage1..stage4 (``stages.0``..``stages.3``), head -- in forward order."""
-        stages: Dict[str, List[str]] = OrderedDict(stem=["stem"])
-        for n in range(num_stages):
-            stages[f"stage{n + 1}"] = [f"stages.{n}"]
-        head = ["avg_pool", "last_conv", "act", "dropout", "flatten", "fc"]
-        stages["head"] = [name for name in head if getattr(self, name, None) is not None]
-        return stages
+        return last_conv_head(self, x)
 
 
 @MODELS.register

@@ -1,5 +1,6 @@
 """Building blocks of PaddleClas's older ResNet relatives (``ppcls/arch/backbone/model_zoo/``:
-ResNeXt, SE-ResNeXt, SE-ResNet_vd, Res2Net, ResNet_vc, ResNeSt), in their parameter layout:
+ResNeXt, SE-ResNeXt, SE-ResNet_vd, Res2Net, ResNet_vc, ResNeSt; DenseNet and DPN share its
+``_conv`` / ``_batch_norm`` units and classifier), in their parameter layout:
 
     <stem convs>._conv.weight, ._batch_norm.{weight,bias,_mean,_variance}   (conv / conv1 / conv1_1..3)
     bb_<stage>_<i>.conv0 / conv1 / conv2 / [scale.squeeze|excitation] / [short]   ._conv / ._batch_norm
@@ -54,6 +55,20 @@ class ConvBN(nn.Layer):
             x = self._pool2d_avg(x)
         x = self._batch_norm(self._conv(x))
         return F.relu(x) if self.act == "relu" else x
+
+
+class BNReLUConv(nn.Layer):
+    """Pre-activation unit: BN -> ReLU -> conv (no bias, "same" padding for odd kernels), with the
+    model_zoo names ``_batch_norm`` / ``_conv`` (DenseNet's and DPN's blocks)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, groups: int = 1):
+        super().__init__()
+        self._batch_norm = nn.BatchNorm2D(in_channels)
+        self._conv = nn.Conv2D(in_channels, out_channels, kernel_size, stride=stride,
+                               padding=(kernel_size - 1) // 2, groups=groups, bias_attr=False)
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        return self._conv(F.relu(self._batch_norm(x)))
 
 
 def uniform_linear(in_features: int, out_features: int) -> nn.Linear:
@@ -152,6 +167,26 @@ def vd_stem(in_channels: int, widths: Tuple[int, int, int], data_format: str = "
                                                 data_format=data_format)))
         channels = width
     return layers
+
+
+def residual_stages(depths: Sequence[int], widths: Sequence[int], out_channels: Sequence[int], in_channels: int,
+                    vd: bool, bottleneck: bool = True, **block_args) -> List[List[nn.Layer]]:
+    """Stages of bottleneck (or basic) blocks, as every model_zoo family lays them out: per stage
+    ``depths[s]`` blocks of ``widths[s]`` inner and ``out_channels[s]`` output channels; the first block
+    of a stage has a projection shortcut and, after stage 1, stride 2 (``vd``: its shortcut
+    average-pools). ``block_args`` go to every block (``groups``, ``se_reduction``, ``data_format``...)."""
+    stages: List[List[nn.Layer]] = []
+    for s, (num_blocks, width, out) in enumerate(zip(depths, widths, out_channels)):
+        blocks: List[nn.Layer] = []
+        for i in range(num_blocks):
+            first = i == 0
+            args = dict(stride=2 if first and s > 0 else 1, projection=first, vd_projection=vd and s > 0,
+                        **block_args)
+            blocks.append(BottleneckBlock(in_channels, width, out, **args) if bottleneck
+                          else BasicBlock(in_channels, out, **args))
+            in_channels = out
+        stages.append(blocks)
+    return stages
 
 
 def block_names(depths: Sequence[int]) -> List[List[str]]:

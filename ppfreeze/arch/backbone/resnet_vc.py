@@ -5,13 +5,9 @@ PaddleClas's ``model_zoo/resnet_vc.py`` layout (see ``resnet_classic.py`` for th
 """
 from __future__ import annotations
 
-from typing import List
-
-import paddle.nn as nn
-
 from ..registry import MODELS
 from .common import check_class_num
-from .resnet_classic import BottleneckBlock, ClassicResNet, vd_stem
+from .resnet_classic import ClassicResNet, residual_stages, vd_stem
 
 DEPTHS = {50: (3, 4, 6, 3)}
 WIDTHS = (64, 128, 256, 512)
@@ -27,16 +23,9 @@ class ResNet_vc(ClassicResNet):
 
     def __init__(self, class_num: int = 1000):
         super().__init__()
-        stages: List[List[nn.Layer]] = []
-        in_channels = 64
-        for s, (num_blocks, width) in enumerate(zip(DEPTHS[self.layers], WIDTHS)):
-            blocks: List[nn.Layer] = []
-            for i in range(num_blocks):
-                blocks.append(BottleneckBlock(in_channels, width, width * 4, stride=2 if i == 0 and s > 0 else 1,
-                                              projection=i == 0))
-                in_channels = width * 4
-            stages.append(blocks)
-        self._assemble(vd_stem(3, (32, 32, 64)), stages, in_channels, check_class_num(class_num))
+        out_channels = [width * 4 for width in WIDTHS]
+        stages = residual_stages(DEPTHS[self.layers], WIDTHS, out_channels, 64, vd=False)
+        self._assemble(vd_stem(3, (32, 32, 64)), stages, out_channels[-1], check_class_num(class_num))
 
 
 @MODELS.register

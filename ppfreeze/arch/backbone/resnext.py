@@ -9,35 +9,29 @@ outputs twice that, 64x4d widths 256..2048 with outputs equal to them.
 """
 from __future__ import annotations
 
-from typing import List
+from typing import List, Optional, Tuple
+
+import paddle.nn as nn
 
 from ..registry import MODELS
 from .common import check_choice, check_class_num
-from .resnet_classic import BottleneckBlock, ClassicResNet, ConvBN, vd_stem
+from .resnet_classic import ClassicResNet, ConvBN, residual_stages, vd_stem
 
 DEPTHS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
 
 
 def resnext_stages(layers: int, cardinality: int, in_channels: int, vd: bool, data_format: str = "NCHW",
-                   se_reduction=None) -> List[List[BottleneckBlock]]:
+                   se_reduction: Optional[int] = None) -> List[List[nn.Layer]]:
     """The four stages of (SE-)ResNeXt blocks after a stem that emits ``in_channels``."""
     widths = (128, 256, 512, 1024) if cardinality == 32 else (256, 512, 1024, 2048)
-    stages = []
-    for s, (num_blocks, width) in enumerate(zip(DEPTHS[layers], widths)):
-        out_channels = width * 2 if cardinality == 32 else width
-        blocks = []
-        for i in range(num_blocks):
-            first = i == 0
-            blocks.append(BottleneckBlock(
-                in_channels, width, out_channels, stride=2 if first and s > 0 else 1, groups=cardinality,
-                projection=first, vd_projection=vd and s > 0, se_reduction=se_reduction, data_format=data_format))
-            in_channels = out_channels
-        stages.append(blocks)
-    return stages
+    out_channels = [width * 2 if cardinality == 32 else width for width in widths]
+    return residual_stages(DEPTHS[layers], widths, out_channels, in_channels, vd, groups=cardinality,
+                           se_reduction=se_reduction, data_format=data_format)
 
 
 class ResNeXt(ClassicResNet):
-    """ResNeXt with a 7x7 stem.  Subclasses fix ``layers`` and ``cardinality``.
+    """ResNeXt with a 7x7 stem.  Subclasses fix ``layers`` and ``cardinality`` (SE-ResNeXt also
+    ``se_reduction`` and its stem: ``se_resnext.py``).
 
     Args:
         class_num: classifier width.
@@ -46,13 +40,20 @@ class ResNeXt(ClassicResNet):
     """
     layers: int = 50
     cardinality: int = 32
+    se_reduction: Optional[int] = None
 
     def __init__(self, class_num: int = 1000, input_image_channel: int = 3, data_format: str = "NCHW"):
         super().__init__()
         check_choice(data_format, ("NCHW", "NHWC"), "data_format")
-        stem = [("conv", ConvBN(input_image_channel, 64, 7, stride=2, act="relu", data_format=data_format))]
-        stages = resnext_stages(self.layers, self.cardinality, 64, vd=False, data_format=data_format)
+        stem = self._stem(input_image_channel, data_format)
+        stem_channels = stem[-1][1]._conv._out_channels
+        stages = resnext_stages(self.layers, self.cardinality, stem_channels, vd=False, data_format=data_format,
+                                se_reduction=self.se_reduction)
         self._assemble(stem, stages, 2048, check_class_num(class_num), data_format)
+
+    def _stem(self, input_image_channel: int, data_format: str) -> List[Tuple[str, nn.Layer]]:
+        """The 7x7 stem conv (64 channels)."""
+        return [("conv", ConvBN(input_image_channel, 64, 7, stride=2, act="relu", data_format=data_format))]
 
 
 class ResNeXt_vd(ClassicResNet):
@@ -63,11 +64,14 @@ class ResNeXt_vd(ClassicResNet):
     """
     layers: int = 50
     cardinality: int = 32
+    stem_widths: Tuple[int, int, int] = (32, 32, 64)
+    se_reduction: Optional[int] = None
 
     def __init__(self, class_num: int = 1000):
         super().__init__()
-        stem = vd_stem(3, (32, 32, 64))
-        stages = resnext_stages(self.layers, self.cardinality, 64, vd=True)
+        stem = vd_stem(3, self.stem_widths)
+        stages = resnext_stages(self.layers, self.cardinality, self.stem_widths[-1], vd=True,
+                                se_reduction=self.se_reduction)
         self._assemble(stem, stages, 2048, check_class_num(class_num))
 
 

@@ -8,13 +8,9 @@ residual sum; the first block of stages 2-4 average-pools in its shortcut.
 """
 from __future__ import annotations
 
-from typing import List
-
-import paddle.nn as nn
-
 from ..registry import MODELS
 from .common import check_class_num
-from .resnet_classic import BasicBlock, BottleneckBlock, ClassicResNet, vd_stem
+from .resnet_classic import ClassicResNet, residual_stages, vd_stem
 
 DEPTHS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3)}
 WIDTHS = (64, 128, 256, 512)
@@ -32,20 +28,10 @@ class SE_ResNet_vd(ClassicResNet):
     def __init__(self, class_num: int = 1000):
         super().__init__()
         bottleneck = self.layers >= 50
-        stages: List[List[nn.Layer]] = []
-        in_channels = 64
-        for s, (num_blocks, width) in enumerate(zip(DEPTHS[self.layers], WIDTHS)):
-            out_channels = width * 4 if bottleneck else width
-            blocks: List[nn.Layer] = []
-            for i in range(num_blocks):
-                first = i == 0
-                common = dict(stride=2 if first and s > 0 else 1, projection=first, vd_projection=s > 0,
-                              se_reduction=SE_REDUCTION, se_named=False)
-                blocks.append(BottleneckBlock(in_channels, width, out_channels, **common) if bottleneck
-                              else BasicBlock(in_channels, out_channels, **common))
-                in_channels = out_channels
-            stages.append(blocks)
-        self._assemble(vd_stem(3, (32, 32, 64)), stages, in_channels, check_class_num(class_num))
+        out_channels = [width * 4 if bottleneck else width for width in WIDTHS]
+        stages = residual_stages(DEPTHS[self.layers], WIDTHS, out_channels, 64, vd=True, bottleneck=bottleneck,
+                                 se_reduction=SE_REDUCTION, se_named=False)
+        self._assemble(vd_stem(3, (32, 32, 64)), stages, out_channels[-1], check_class_num(class_num))
 
 
 @MODELS.register

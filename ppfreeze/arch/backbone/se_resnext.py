@@ -14,15 +14,18 @@ and the original SENet do).  Its ``bb_0_0.conv0`` / ``bb_0_0.short`` weights are
 """
 from __future__ import annotations
 
+from typing import List, Tuple
+
+import paddle.nn as nn
+
 from ..registry import MODELS
-from .common import check_choice, check_class_num
-from .resnet_classic import ClassicResNet, ConvBN, vd_stem
-from .resnext import resnext_stages
+from .resnet_classic import vd_stem
+from .resnext import ResNeXt, ResNeXt_vd
 
 SE_REDUCTION = 16
 
 
-class SE_ResNeXt(ClassicResNet):
+class SE_ResNeXt(ResNeXt):
     """SE-ResNeXt; subclasses fix ``layers`` and ``cardinality`` (152 layers get the 3x3 deep stem).
 
     Args:
@@ -30,36 +33,23 @@ class SE_ResNeXt(ClassicResNet):
         input_image_channel: channels of the input image.
         data_format: "NCHW" or "NHWC" (the layout the layers compute in; the input stays NCHW).
     """
-    layers: int = 50
-    cardinality: int = 32
+    se_reduction = SE_REDUCTION
 
-    def __init__(self, class_num: int = 1000, input_image_channel: int = 3, data_format: str = "NCHW"):
-        super().__init__()
-        check_choice(data_format, ("NCHW", "NHWC"), "data_format")
+    def _stem(self, input_image_channel: int, data_format: str) -> List[Tuple[str, nn.Layer]]:
+        """ResNeXt's 7x7 stem; for 152 layers three 3x3 convs (64, 64, 128 channels)."""
         if self.layers < 152:
-            stem = [("conv", ConvBN(input_image_channel, 64, 7, stride=2, act="relu", data_format=data_format))]
-        else:
-            stem = vd_stem(input_image_channel, (64, 64, 128), data_format)
-        stem_channels = stem[-1][1]._conv._out_channels
-        stages = resnext_stages(self.layers, self.cardinality, stem_channels, vd=False, data_format=data_format,
-                                se_reduction=SE_REDUCTION)
-        self._assemble(stem, stages, 2048, check_class_num(class_num), data_format)
+            return super()._stem(input_image_channel, data_format)
+        return vd_stem(input_image_channel, (64, 64, 128), data_format)
 
 
-class SE_ResNeXt_vd(ClassicResNet):
+class SE_ResNeXt_vd(ResNeXt_vd):
     """SE-ResNeXt with the 64-64-128 deep stem and average-pooling shortcuts.
 
     Args:
         class_num: classifier width (PaddleClas's class takes no other argument).
     """
-    layers: int = 50
-    cardinality: int = 32
-
-    def __init__(self, class_num: int = 1000):
-        super().__init__()
-        stem = vd_stem(3, (64, 64, 128))
-        stages = resnext_stages(self.layers, self.cardinality, 128, vd=True, se_reduction=SE_REDUCTION)
-        self._assemble(stem, stages, 2048, check_class_num(class_num))
+    stem_widths = (64, 64, 128)
+    se_reduction = SE_REDUCTION
 
 
 @MODELS.register
