@@ -95,11 +95,16 @@ def test_unknown_keys_in_component_sections_are_errors_with_did_you_mean(section
     assert error.key == key and f"Did you mean: {suggestion}" in str(error) and "cfg.yaml" in str(error)
 
 
-@pytest.mark.parametrize("key", ["Loss.MetaTrain", "DataLoader.UnLabelTrain", "DataLoader.mean"])
+@pytest.mark.parametrize("key", ["Loss.MetaTrain", "DataLoader.Metalearning"])
 def test_paddleclas_keys_of_unimplemented_features_are_refused_with_the_reason(key):
     section, name = key.split(".")
     error = _error(_minimal(**{section: {name: {}}}))
     assert error.key == key and "not implemented" in str(error)
+
+
+def test_unlabeled_images_without_a_semi_supervised_trainer_are_refused():
+    error = _error(_minimal(DataLoader={"UnLabelTrain": {}}))
+    assert error.key == "DataLoader.UnLabelTrain" and "Global.train_mode: fixmatch" in str(error)
 
 
 def test_paddleclas_section_keys_are_accepted():

@@ -165,7 +165,7 @@ def test_random_rot90_labels_its_rotation_and_random_rotation_fills_the_corners(
     op = _op("RandomRot90")
     for seed in range(4):
         _seeded(seed)
-        out, extra = op.augment(img)
+        out, extra = op.augment_with_labels(img)
         np.testing.assert_array_equal(out, np.rot90(img, extra["random_rot90_orientation"]))
     sample = transform({"img": img}, [op])  # PaddleClas's dict samples carry the label on
     assert sample["random_rot90_orientation"] in (0, 1, 2, 3)
@@ -233,11 +233,11 @@ def test_color_jitter_pca_lighting_and_blur():
     np.testing.assert_allclose(lit[0, 0], 100 + eigvec @ (alpha * eigval), rtol=1e-6)
     img = _img()
     _seeded(0)
-    same, label = _op("BlurImage", ratio=0.0).augment(img)
+    same, label = _op("BlurImage", ratio=0.0).augment_with_labels(img)
     assert same is img and label == {"blur_image": 0}
     for seed in range(3):
         _seeded(seed)
-        blurred, label = _op("BlurImage", ratio=1.0).augment(img)
+        blurred, label = _op("BlurImage", ratio=1.0).augment_with_labels(img)
         assert label == {"blur_image": 1} and blurred.dtype == np.uint8 and blurred.shape == img.shape
         assert not np.array_equal(blurred, img)
 
@@ -642,3 +642,16 @@ def test_paddleclas_config_sections_build_and_run():
     assert outputs_channel_first(reid) and reid[-1].channel_first
     out = transform(_img(60, 50), reid)
     assert out.shape == (3, 256, 128) and out.dtype == np.float32
+
+
+def test_sample_pipelines_run_ops_whose_own_methods_are_named_augment():
+    """CustomLabelDataset's sample dicts (PULC image_orientation): TimmAutoAugment there, whose
+    ``augment`` is its PIL step, once broke the pipeline's label-giving-op protocol."""
+    random.seed(0)
+    np.random.seed(0)
+    img = np.random.RandomState(0).randint(0, 255, (40, 40, 3), dtype=np.uint8)
+    ops = [_op("TimmAutoAugment", prob=1.0, config_str="rand-m9-mstd0.5-inc1", img_size=40),
+           _op("RandomRot90")]
+    out = transform({"img": img}, ops)
+    assert out["img"].shape == (40, 40, 3) and out["img"].dtype == np.uint8 and not np.array_equal(out["img"], img)
+    assert out["random_rot90_orientation"] in (0, 1, 2, 3)

@@ -224,6 +224,19 @@ def test_clip_shorthands_keep_paddleclas_meaning():
                         params, EPOCHS, STEPS)
 
 
+
+def test_clip_grad_is_ignored_for_adamw_as_paddleclas_does(caplog):
+    """PaddleClas's AdamW swallows clip_grad in **args (its MobileNetV4 configs train unclipped);
+    on an optimizer that would refuse it there, it stays an error here."""
+    params = list(_two_layer_model().named_parameters())
+    with caplog.at_level("WARNING", logger="ppfreeze"):
+        opt, _ = build_optimizer({"name": "AdamW", "lr": CONSTANT_LR, "clip_grad": 5.0}, params, EPOCHS, STEPS)
+    assert opt._grad_clip is None
+    assert "Optimizer.clip_grad (5.0) is ignored, as PaddleClas's AdamW ignores it" in caplog.text
+    with pytest.raises(ConfigError, match="Optimizer.clip_grad"):
+        build_optimizer({"name": "Momentum", "momentum": 0.9, "lr": CONSTANT_LR, "clip_grad": 5.0}, params, EPOCHS,
+                        STEPS)
+
 # --------------------------------------------------------------------------- learning-rate schedules
 
 def _rates(cfg, n, epochs=EPOCHS, steps=STEPS):

@@ -85,12 +85,12 @@ class _TestRotateLabel:
     is_random = True
     label_key = "turns"
 
-    def augment(self, img):
+    def augment_with_labels(self, img):
         turns = int(img[0, 0, 0]) % 4   # deterministic from the pixels, for the test
         return np.rot90(img, turns).copy(), {"turns": turns}
 
     def __call__(self, img):
-        return self.augment(img)[0]
+        return self.augment_with_labels(img)[0]
 
 
 def test_custom_label_dataset_takes_the_label_from_an_op(multilabel):

@@ -43,6 +43,8 @@ GLOBAL_KEYS: Dict[str, Tuple[type, ...]] = {
     "iter_per_epoch": (int, type(None)), "update_freq": (int,), "train_mode": _OPT_STR,
     # PaddleClas configs use it only as a YAML anchor for Arch.input_image_channel; no effect of its own
     "image_channel": (int,),
+    # MetaBIN's warm-up iterations: read only by train_mode metabin, which is refused with its reason
+    "warmup_iter": (int,),
 }
 # PaddleClas's special training loops (Global.train_mode), which ppfreeze does not implement
 UNSUPPORTED_TRAIN_MODES = {"metabin": "MetaBIN domain generalisation", "progressive": "progressive "
@@ -60,7 +62,9 @@ MAX_SEED = 2 ** 63 - 1        # paddle.seed takes an int64
 SECTION_KEYS: Dict[str, Tuple[str, ...]] = {
     "Loss": ("Train", "Eval"),
     "Metric": ("Train", "Eval"),
-    "DataLoader": ("Train", "Eval"),
+    # UnLabelTrain: Global.train_mode fixmatch / fixmatch_ccssl; mean / std: values PaddleClas's
+    # CCSSL configs keep there (read by nothing, as in PaddleClas)
+    "DataLoader": ("Train", "Eval", "UnLabelTrain", "mean", "std"),
     "Infer": ("infer_imgs", "batch_size", "transforms", "PostProcess"),
 }
 LOADER_KEYS = ("dataset", "sampler", "loader")
@@ -71,9 +75,6 @@ UNSUPPORTED_KEYS = {
     "Loss.MetaTrain": "MetaBIN's meta-learning losses are not implemented",
     "Loss.MetaTest": "MetaBIN's meta-learning losses are not implemented",
     "DataLoader.Metalearning": "MetaBIN's meta-learning loader is not implemented",
-    "DataLoader.UnLabelTrain": "semi-supervised training (FixMatch, CCSSL) is not implemented",
-    "DataLoader.mean": "PaddleClas's semi-supervised (CCSSL) configs carry it; that training is not implemented",
-    "DataLoader.std": "PaddleClas's semi-supervised (CCSSL) configs carry it; that training is not implemented",
 }
 
 
@@ -133,6 +134,9 @@ def validate_config(cfg: Dict[str, Any], source: str = "") -> None:
         what = UNSUPPORTED_TRAIN_MODES.get(mode, "an unknown trainer")
         raise ConfigError("Global.train_mode", f"{mode!r} selects PaddleClas's {what}, which ppfreeze does not "
                                                "implement", "remove train_mode for standard supervised training")
+    if not mode and "UnLabelTrain" in (cfg.get("DataLoader") or {}):   # else its images would be ignored
+        raise ConfigError("DataLoader.UnLabelTrain", f"unlabeled images are used only by semi-supervised training"
+                                                     f"{where}", "set Global.train_mode: fixmatch (or fixmatch_ccssl)")
     device = glob.get("device", "auto")
     if device not in ("cpu", "gpu", "auto") and not str(device).startswith("gpu:"):
         raise ConfigError("Global.device", f"expected cpu, gpu or auto, got {device!r}")
@@ -166,6 +170,8 @@ def _check_section_keys(value: Any, section: str, where: str) -> None:
     if section != "DataLoader":
         return
     for mode, mode_cfg in value.items():
+        if mode in ("mean", "std"):
+            continue
         key = f"DataLoader.{mode}"
         if not isinstance(mode_cfg, dict):
             raise ConfigError(key, f"expected a mapping with {', '.join(LOADER_KEYS)}{where}, got {mode_cfg!r}")

@@ -218,6 +218,11 @@ def build_optimizer(opt_cfg: Dict[str, Any], named_params: NamedParams, epochs: 
                           "check the Freeze section: it may freeze every parameter")
     scheduler = build_lr_scheduler(cfg.pop("lr", None), epochs, step_each_epoch, f"{key}.lr")
     grad_clip = build_grad_clip(cfg, key)
+    if "clip_grad" in cfg and cfg.get("name") in ("AdamW", "AdamWDL"):
+        # PaddleClas's AdamW / AdamWDL take it into **args and drop it: its configs that say
+        # clip_grad (MobileNetV4, StarNet, FasterNet...) train without clipping
+        logger.warning("%s.clip_grad (%s) is ignored, as PaddleClas's %s ignores it; clip with %s.clip_norm "
+                       "or %s.grad_clip", key, cfg.pop("clip_grad"), cfg["name"], key, key)
     regularizer = build_regularizer(cfg.pop("regularizer", None), f"{key}.regularizer")
     cfg = {k: (to_number(v, f"{key}.{k}") if k in NUMERIC_KEYS and v is not None else v) for k, v in cfg.items()}
     if cfg.get("weight_decay") is not None:   # a negative decay pushes weights away from zero

@@ -71,8 +71,8 @@ def transform(data: Any, ops: List[Callable]) -> Any:
 def _transform_sample(sample: Dict[str, Any], ops: List[Callable]) -> Dict[str, Any]:
     sample = dict(sample)
     for op in ops:
-        if hasattr(op, "augment"):
-            sample["img"], produced = op.augment(sample["img"])
+        if hasattr(op, "augment_with_labels"):   # ops that also give labels (RandomRot90, BlurImage)
+            sample["img"], produced = op.augment_with_labels(sample["img"])
             sample.update(produced)
         else:
             sample["img"] = op(sample["img"])

@@ -164,7 +164,7 @@ class BlurImage:
         self.motion_max_angle = positive_int(motion_max_angle, "motion_max_angle")
         self.gaussian_max_ksize = gaussian_max_ksize
 
-    def augment(self, img: np.ndarray) -> Tuple[np.ndarray, Dict[str, int]]:
+    def augment_with_labels(self, img: np.ndarray) -> Tuple[np.ndarray, Dict[str, int]]:
         """The (maybe) blurred image and ``{"blur_image": 0 or 1}``."""
         if random.random() > self.ratio:
             return img, {self.label_key: 0}
@@ -173,7 +173,7 @@ class BlurImage:
         return self._motion(img), {self.label_key: 1}
 
     def __call__(self, img: np.ndarray) -> np.ndarray:
-        return self.augment(img)[0]
+        return self.augment_with_labels(img)[0]
 
     def _gaussian(self, img: np.ndarray) -> np.ndarray:
         sizes = np.arange(5, self.gaussian_max_ksize, 2)

@@ -174,7 +174,7 @@ class RandomRot90:
     def __init__(self):
         self.channel_first = False  # set by create_operators from the ops before this one
 
-    def augment(self, img: np.ndarray) -> Tuple[np.ndarray, Dict[str, int]]:
+    def augment_with_labels(self, img: np.ndarray) -> Tuple[np.ndarray, Dict[str, int]]:
         """The rotated image and ``{"random_rot90_orientation": k}``."""
         k = random.choice([0, 1, 2, 3])
         if k:
@@ -182,7 +182,7 @@ class RandomRot90:
         return img, {self.label_key: k}
 
     def __call__(self, img: np.ndarray) -> np.ndarray:
-        return self.augment(img)[0]
+        return self.augment_with_labels(img)[0]
 
 
 @OPS.register
