@@ -106,8 +106,11 @@ skipped=0
 function run_step() {
     local cmd=$1 log=$2 status
     commands=$((commands + 1))
-    eval "${cmd}" > "${log}" 2>&1 < /dev/null
+    # a step that crashes natively can hang in its fatal-signal handler: a time limit ends it
+    # (exit 124, logged as a failure) instead of the whole chain (TIPC_STEP_TIMEOUT seconds)
+    timeout -k 10 "${TIPC_STEP_TIMEOUT:-1800}" bash -c "${cmd}" > "${log}" 2>&1 < /dev/null
     status=$?
+    [[ ${status} -eq 124 ]] && echo "timed out after ${TIPC_STEP_TIMEOUT:-1800} s (TIPC_STEP_TIMEOUT)" >> "${log}"
     status_check "${status}" "${cmd}" "${status_log}" "${model_name}" "${log}"
     if [[ ${status} -ne 0 ]]; then
         failures=$((failures + 1))
