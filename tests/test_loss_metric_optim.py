@@ -239,6 +239,17 @@ def test_clip_grad_is_ignored_for_adamw_as_paddleclas_does(caplog):
 
 # --------------------------------------------------------------------------- learning-rate schedules
 
+def test_paddle_scheduler_verbose_key_is_accepted(caplog):
+    """PaddleClas's retrieval configs write lr.verbose: False (an argument of Paddle's schedulers)."""
+    quiet = build_lr_scheduler({"name": "MultiStepDecay", "learning_rate": 0.1, "milestones": [1], "verbose": False},
+                               EPOCHS, STEPS)
+    plain = build_lr_scheduler({"name": "MultiStepDecay", "learning_rate": 0.1, "milestones": [1]}, EPOCHS, STEPS)
+    assert quiet() == plain() == 0.1 and "verbose" not in caplog.text
+    with caplog.at_level("WARNING", logger="ppfreeze"):
+        build_lr_scheduler({"name": "Cosine", "learning_rate": 0.1, "verbose": True}, EPOCHS, STEPS)
+    assert "Optimizer.lr.verbose: ignored" in caplog.text
+
+
 def _rates(cfg, n, epochs=EPOCHS, steps=STEPS):
     """Learning rate used at iterations 0..n-1 (the scheduler steps after each one)."""
     scheduler = build_lr_scheduler(cfg, epochs, steps)

@@ -258,6 +258,8 @@ def build_lr_scheduler(lr_cfg: Any, epochs: int, step_each_epoch: int,
     name, kwargs = split_component(lr_cfg, key)
     _drop_timeline_keys(kwargs, key)
     last_epoch = kwargs.pop("last_epoch", -1)
+    if kwargs.pop("verbose", False):   # Paddle's scheduler would print the rate at every step
+        logger.warning("%s.verbose: ignored; the learning rate is in train.log at every logged step", key)
     schedule = LR_SCHEDULERS.build({name: _numbers(kwargs, key)}, key, timeline=timeline)
     _start_after(schedule, last_epoch, key)
     return schedule
