@@ -160,6 +160,28 @@ def test_embedding_model_exports_features(work, tmp_path):
     assert err.value.key == "Arch.infer_output_key"
 
 
+def test_a_model_onednn_cannot_run_falls_back_to_plain_cpu_kernels(work, tmp_path, monkeypatch, caplog):
+    """Paddle 3.3.1's oneDNN path raises NotImplementedError for some ops (HRNet's interpolation):
+    the predictor rebuilds itself without oneDNN, once, and says so."""
+    path = write_config(work, tmp_path, arch="TinyEmbedNet")
+    result = export_model(load_config(path, ["Arch.infer_output_key=features"]))
+    batch = image_batch(work["images"][:2])
+    runner = predictor(result.save_dir, enable_mkldnn=True, cpu_num_threads=1)
+    assert "onednn" in runner.backend
+    real_run = type(runner)._run
+
+    def unimplemented_with_onednn(self, inputs):
+        if self.config.mkldnn_enabled():
+            raise NotImplementedError("(Unimplemented) ConvertPirAttribute2RuntimeAttribute not support")
+        return real_run(self, inputs)
+    monkeypatch.setattr(type(runner), "_run", unimplemented_with_onednn)
+    with caplog.at_level("WARNING", logger="deploy"):
+        out = runner.run(batch)
+    assert "oneDNN cannot run this model (NotImplementedError" in caplog.text
+    assert "onednn" not in runner.backend
+    np.testing.assert_allclose(out, predictor(result.save_dir, enable_mkldnn=False).run(batch), rtol=1e-5, atol=1e-6)
+
+
 def test_refuses_weights_that_do_not_load_and_allows_the_override(work, tmp_path, capsys):
     state = paddle.load(work["weights"]["ResNet18"] + ".pdparams")
     del state["fc.weight"]

@@ -58,9 +58,14 @@ class Predictor:
             self.backend = "onnxruntime" + ("" if use_gpu else f", {threads} CPU threads")
             return
         self._session = None
-        self.config = _paddle_config(self.files, use_gpu, gpu_mem, gpu_id, enable_mkldnn, cpu_num_threads,
-                                     use_fp16, use_tensorrt, ir_optim, max_batch_size, optim_cache_dir)
+        self._settings = (use_gpu, gpu_mem, gpu_id, enable_mkldnn, cpu_num_threads, use_fp16, use_tensorrt,
+                          ir_optim, max_batch_size, optim_cache_dir)
+        self._create()
+
+    def _create(self) -> None:
         from paddle import inference
+        use_gpu, _, _, _, _, use_fp16, use_tensorrt = self._settings[:7]
+        self.config = _paddle_config(self.files, *self._settings)
         self._predictor = inference.create_predictor(self.config)
         self._input = self._predictor.get_input_handle(self._predictor.get_input_names()[0])
         self._output = self._predictor.get_output_handle(self._predictor.get_output_names()[0])
@@ -69,12 +74,31 @@ class Predictor:
             (" onednn" if not use_gpu and self.config.mkldnn_enabled() else "") + \
             ("" if use_gpu else f", {self.config.cpu_math_library_num_threads()} CPU threads")  # read back
 
+    def _without_onednn(self, error: Exception) -> bool:
+        """Paddle's oneDNN path lacks some ops' attributes (HRNet's interpolation scales on Paddle
+        3.3.1: ``NotImplementedError``): rebuild without oneDNN, once. True if it did."""
+        if self._settings[0] or not self.config.mkldnn_enabled():
+            return False
+        logger.warning("oneDNN cannot run this model (%s: %s); running it without oneDNN", type(error).__name__,
+                       str(error).strip().splitlines()[0][:200])
+        self._settings = self._settings[:3] + (False,) + self._settings[4:]
+        self._create()
+        return True
+
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Run one float32 ``[N, C, H, W]`` batch; returns the model's single output."""
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         if self._session is not None:
             name = self._session.get_inputs()[0].name
             return self._session.run(None, {name: batch})[0]
+        try:
+            return self._run(batch)
+        except NotImplementedError as e:
+            if not self._without_onednn(e):
+                raise
+            return self._run(batch)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
         self._input.reshape(list(batch.shape))
         self._input.copy_from_cpu(batch)
         self._predictor.run()
