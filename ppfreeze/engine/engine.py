@@ -200,8 +200,9 @@ class Engine:
         if self.glob.get("eval_during_train", False):
             prepare_evaluation(self)   # a bad Eval section fails now, not after the first epoch
         self.train_loss = build_loss(cfg["Loss"]["Train"], "Loss.Train")
-        if world_size() > 1 and self._loss_parameters():   # DataParallel wraps the model only: they would drift
-            raise ConfigError("Loss.Train", f"has trainable parameters ({self._loss_parameters()[0][0]}, ...), "
+        loss_parameters = self._loss_parameters() if world_size() > 1 else []
+        if loss_parameters:   # DataParallel wraps the model only: they would drift apart across ranks
+            raise ConfigError("Loss.Train", f"has trainable parameters ({loss_parameters[0][0]}, ...), "
                               "which data-parallel training does not synchronise across ranks yet",
                               "train this config in one process")
         self.semi_supervised = None
